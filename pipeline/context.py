@@ -1,0 +1,44 @@
+"""What every task of a run needs to know, resolved once on the client and shipped to the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mapgen.tiles import TileScheme
+from mapgen.workflows import Product
+
+from .inference import ModelRef
+from .sources import LayerFiles
+from .windows import WindowLattice
+
+
+def tile_scheme(product: Product, block_size: str | float | None = None) -> TileScheme:
+    """The product's output tiling; `block_size` overrides the processing block (degrees)."""
+    g = product.grid
+    scheme = TileScheme.create(input_res=g.input_resolution, scale=g.scale, tile_size=g.tile_size,
+                               block_size=g.block_size, naming=g.naming)
+    return scheme.with_block_size(block_size) if block_size is not None else scheme
+
+
+@dataclass(frozen=True)
+class RunContext:
+    product: Product
+    scheme: TileScheme
+    source: LayerFiles
+    model: ModelRef
+    years: tuple[int, ...]
+    run_dir: str
+    out_dir: str
+    store_path: str
+    store_extent: tuple[int, int, int, int]  # output-grid box of the run store
+
+    @property
+    def lattice(self) -> WindowLattice:
+        return WindowLattice(self.product.window.size, self.product.window.stride)
+
+    def tile_path(self, tile_row: int, tile_col: int, year: int) -> Path:
+        return Path(self.out_dir) / self.scheme.tile_name(tile_row, tile_col, year)
+
+    def vrt_path(self, year: int) -> Path:
+        return Path(self.out_dir) / f"{self.product.name.upper()}_{year}.vrt"

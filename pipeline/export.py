@@ -1,0 +1,126 @@
+"""Writing output tiles as Cloud-Optimized GeoTIFFs, and one VRT per year over them.
+
+A tile is first written block by block to a hidden scratch GTiff, translated to a COG under a hidden
+partial name, and only then renamed to its final name: a final name never holds a partial tile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+
+from mapgen.tiles import Box, Grid
+from mapgen.workflows import OutputSpec
+
+from .kernels import FOREGROUND, NODATA
+
+TIFF_ENV = {"GDAL_TIFF_INTERNAL_MASK": True, "GDAL_NUM_THREADS": "1"}
+
+
+def colormap(spec: OutputSpec) -> dict[int, tuple[int, int, int, int]]:
+    return {c.value: c.rgba for c in spec.classes}
+
+
+def encode(codes: np.ndarray, spec: OutputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel values and GDAL mask (255 valid, 0 no data) of a block of class codes."""
+    values = np.where(codes == FOREGROUND, spec.foreground, spec.background).astype(np.uint8)
+    valid = codes != NODATA
+    values[~valid] = spec.background  # hidden under the mask
+    return values, np.where(valid, 255, 0).astype(np.uint8)
+
+
+def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, np.ndarray]],
+               spec: OutputSpec, tags: dict[str, str]) -> None:
+    """Write the COG at `path` covering `extent` (output grid) from (box, class codes) parts."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.scratch.tif")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial.tif")
+    profile = {
+        "driver": "GTiff", "width": extent.width, "height": extent.height, "count": 1, "dtype": "uint8",
+        "crs": grid.crs, "transform": grid.transform(extent), "tiled": True, "blockxsize": 512,
+        "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+    }
+    try:
+        with rasterio.Env(**TIFF_ENV):
+            with rasterio.open(scratch, "w", **profile) as dst:
+                dst.write_mask(np.zeros((extent.height, extent.width), dtype=np.uint8))
+                for box, codes in parts:
+                    values, mask = encode(codes, spec)
+                    window = Window(box.col - extent.col, box.row - extent.row, box.width, box.height)
+                    dst.write(values, 1, window=window)
+                    dst.write_mask(mask, window=window)
+                dst.write_colormap(1, colormap(spec))
+                dst.set_band_description(1, spec.band_description)
+                dst.update_tags(**tags)
+            cog_profile = cog_profiles.get(spec.compress)
+            cog_profile.update(blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER")
+            cog_translate(str(scratch), str(partial), cog_profile, overview_resampling=spec.overview_resampling,
+                          add_mask=True, quiet=True, in_memory=False, config=TIFF_ENV,
+                          use_cog_driver=False)
+        os.replace(partial, path)
+    finally:
+        for leftover in (scratch, partial):
+            leftover.unlink(missing_ok=True)
+
+
+def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec) -> None:
+    """A mosaic VRT over tiles that share one output lattice, keeping their masks and colours."""
+    path = Path(path)
+    infos = []
+    for tile in sorted(tiles):
+        with rasterio.open(tile) as src:
+            infos.append((tile, src.transform, src.width, src.height, src.crs))
+    res_x, res_y = infos[0][1].a, infos[0][1].e
+    west = min(t.c for _, t, _, _, _ in infos)
+    north = max(t.f for _, t, _, _, _ in infos)
+    east = max(t.c + w * res_x for _, t, w, _, _ in infos)
+    south = min(t.f + h * res_y for _, t, _, h, _ in infos)
+    width, height = round((east - west) / res_x), round((south - north) / res_y)
+
+    def sources(band: str) -> str:
+        out = []
+        for tile, t, w, h, _ in infos:
+            xoff, yoff = round((t.c - west) / res_x), round((t.f - north) / res_y)
+            name = escape(os.path.relpath(tile, path.parent))
+            out.append(
+                f'      <SimpleSource>\n'
+                f'        <SourceFilename relativeToVRT="1">{name}</SourceFilename>\n'
+                f'        <SourceBand>{band}</SourceBand>\n'
+                f'        <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>\n'
+                f'        <DstRect xOff="{xoff}" yOff="{yoff}" xSize="{w}" ySize="{h}"/>\n'
+                f'      </SimpleSource>')
+        return "\n".join(out)
+
+    cmap = colormap(spec)
+    entries = "\n".join(
+        '        <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(*cmap.get(i, (0, 0, 0, 0))) for i in range(256))
+    gt = (west, res_x, 0.0, north, 0.0, res_y)
+    xml = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
+        f'  <SRS dataAxisToSRSAxisMapping="2,1">{escape(infos[0][4].to_wkt())}</SRS>\n'
+        f'  <GeoTransform>{", ".join(repr(v) for v in gt)}</GeoTransform>\n'
+        f'  <VRTRasterBand dataType="Byte" band="1">\n'
+        f'    <Description>{escape(spec.band_description)}</Description>\n'
+        f'    <ColorInterp>Palette</ColorInterp>\n'
+        f'    <ColorTable>\n{entries}\n    </ColorTable>\n'
+        f'{sources("1")}\n'
+        f'  </VRTRasterBand>\n'
+        f'  <MaskBand>\n'
+        f'    <VRTRasterBand dataType="Byte">\n'
+        f'{sources("mask,1")}\n'
+        f'    </VRTRasterBand>\n'
+        f'  </MaskBand>\n'
+        f'</VRTDataset>\n'
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(xml)
+    os.replace(tmp, path)

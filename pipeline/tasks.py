@@ -1,0 +1,101 @@
+"""The three kinds of task a run is made of; each runs on a worker and writes its result to disk.
+
+predict_block_year: read a block + halo → windows → model → max stitch → crop → post → store `classes`
+vote_block:         all years of a block → temporal chain → store `final`
+export_tile_year:   the blocks of a tile → COG under its final name
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mapgen.tiles import Block, Box, Tile
+
+from .context import RunContext
+from .export import write_tile
+from .inference import predict_windows
+from .post import apply_post, apply_temporal
+from .sources import read_box
+from .stitch import max_stitch
+from .store import RunStore, is_done, mark_done
+
+
+def _store(ctx: RunContext) -> RunStore:
+    return RunStore(ctx.store_path, Box(*ctx.store_extent), ctx.years, ctx.scheme.block_px * ctx.scheme.scale)
+
+
+def block_year_key(block: Block, year: int) -> str:
+    return f"{block.id}-{year}"
+
+
+def predict_block_year(ctx: RunContext, block: Block, year: int) -> dict:
+    """Predict one block for one year and store its class codes."""
+    started = time.perf_counter()
+    product, scale = ctx.product, ctx.scheme.scale
+    image = product.image_input
+    lattice = ctx.lattice
+    read, origins = lattice.covering(block.box)
+    pixels = read_box(ctx.source.path(image.name, year), block.grid, read)
+    valid = np.isfinite(pixels).all(axis=0)
+    mean = np.asarray(image.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(image.std, dtype=np.float32)[:, None, None]
+    x = np.where(valid, (pixels - mean) / std, 0.0).astype(np.float32)  # zero padding where no data
+
+    # Windows without a single pixel of data would only predict pixels that are no data anyway.
+    local = origins - np.array([read.row, read.col])
+    n = lattice.size
+    useful = np.array([valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
+    origins = origins[useful]
+    conf_windows = predict_windows(ctx.model, lattice.extract(x, read, origins), product.window.batch)
+    canvas = max_stitch(conf_windows, origins, read, scale)
+
+    out_box = block.box.scaled(scale)
+    rows, cols = out_box.slices_in(read.scaled(scale))
+    conf = canvas[rows, cols]
+    vrows, vcols = block.box.slices_in(read)
+    block_valid = valid[vrows, vcols]
+
+    def layer_with_halo(name: str) -> np.ndarray:
+        return read_box(ctx.source.path(name, year), block.grid, block.box.grown(1))[0]
+
+    codes = apply_post(product.post, conf, block_valid, layer_with_halo, scale)
+    _store(ctx).write("classes", year, out_box, codes)
+    mark_done(ctx.run_dir, "predict", block_year_key(block, year))
+    return {"block": block.id, "year": year, "windows": int(len(origins)),
+            "seconds": time.perf_counter() - started}
+
+
+def vote_block(ctx: RunContext, block: Block, *_predicted: dict) -> dict:
+    """Apply the temporal chain once every year of the block is stored."""
+    started = time.perf_counter()
+    missing = [y for y in ctx.years if not is_done(ctx.run_dir, "predict", block_year_key(block, y))]
+    if missing:
+        raise RuntimeError(f"block {block.id}: years {missing} are not predicted yet")
+    store = _store(ctx)
+    out_box = block.box.scaled(ctx.scheme.scale)
+    stack = store.read("classes", out_box)
+    store.write_years("final", out_box, apply_temporal(ctx.product.temporal, stack))
+    mark_done(ctx.run_dir, "vote", block.id)
+    return {"block": block.id, "seconds": time.perf_counter() - started}
+
+
+def export_tile_year(ctx: RunContext, tile: Tile, year: int, *_voted: dict) -> dict:
+    """Write one tile-year COG from the voted blocks (atomically)."""
+    started = time.perf_counter()
+    missing = [b.id for b in tile.blocks if not is_done(ctx.run_dir, "vote", b.id)]
+    if missing:
+        raise RuntimeError(f"tile {tile.key}: blocks {missing[:5]} are not voted yet")
+    store, scale = _store(ctx), ctx.scheme.scale
+    parts = ((b.box.scaled(scale), store.read("final", b.box.scaled(scale), year)) for b in tile.blocks)
+    path = ctx.tile_path(tile.row, tile.col, year)
+    tags = {
+        "PRODUCT": ctx.product.name, "YEAR": str(year), "MODEL_ARCHITECTURE": ctx.model.architecture,
+        "MODEL_SHA256": ctx.model.sha256,
+        "VALUES": ", ".join(f"{c.value}={c.name}" for c in ctx.product.output.classes),
+        "NODATA": "GDAL internal mask (0 = no input data)",
+    }
+    write_tile(path, ctx.scheme.output_grid, tile.extent.scaled(scale), parts, ctx.product.output, tags)
+    mark_done(ctx.run_dir, "export", f"{tile.key}-{year}", path.name)
+    return {"tile": path.name, "seconds": time.perf_counter() - started}

@@ -1,0 +1,143 @@
+"""Region × years → output tiles → processing blocks.
+
+A block is the unit of work and of restart: a box of the input lattice, its bounds, and the years to
+run. A tile is an output cell of the tiling; it is written once all of its blocks are done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from pyproj import Geod
+from shapely.geometry.base import BaseGeometry
+
+from .grid import Box, Grid
+from .region import RegionError, check_region
+from .scheme import TileScheme
+
+_GEOD = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A processing block: bounds + grid + years, and where it sits in the block and tile lattices."""
+
+    row: int  # in the block lattice
+    col: int
+    box: Box  # on the input grid
+    grid: Grid  # the input grid
+    years: tuple[int, ...]
+    tile: tuple[int, int]  # (tile_row, tile_col)
+
+    @property
+    def id(self) -> str:
+        return f"r{self.row}c{self.col}"
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.grid.bounds(self.box)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """An output tile and the blocks of the plan inside it. Its written extent is the bounding box of
+    those blocks (a national run fills whole cells; a small region writes only the part it touches)."""
+
+    row: int
+    col: int
+    blocks: tuple[Block, ...]
+
+    @property
+    def key(self) -> str:
+        return f"t{self.row}c{self.col}"
+
+    @property
+    def extent(self) -> Box:
+        """Input-grid box of the written part of the tile."""
+        box = self.blocks[0].box
+        for block in self.blocks[1:]:
+            box = box.union(block.box)
+        return box
+
+
+@dataclass
+class Plan:
+    scheme: TileScheme
+    years: tuple[int, ...]
+    region: BaseGeometry
+    tiles: list[Tile] = field(default_factory=list)
+
+    @property
+    def blocks(self) -> list[Block]:
+        return [b for t in self.tiles for b in t.blocks]
+
+    def tile_names(self, year: int) -> list[str]:
+        return [self.scheme.tile_name(t.row, t.col, year) for t in self.tiles]
+
+    def summary(self) -> dict:
+        """Counts, areas and pixel numbers, as printed by `mapgen plan`."""
+        blocks = self.blocks
+        block_px = self.scheme.block_px
+        out_px = block_px * self.scheme.scale
+        area_km2 = sum(_block_area_km2(self.scheme, b.row) for b in blocks)
+        return {
+            "years": list(self.years),
+            "tiles": len(self.tiles),
+            "tile_names": {str(y): self.tile_names(y) for y in self.years},
+            "blocks": len(blocks),
+            "block_years": len(blocks) * len(self.years),
+            "block_size_deg": float(self.scheme.block_size),
+            "tile_size_deg": float(self.scheme.tile_size),
+            "area_km2": round(area_km2, 3),
+            "region_area_km2": round(abs(_GEOD.geometry_area_perimeter(self.region)[0]) / 1e6, 3),
+            "input_resolution_deg": float(self.scheme.input_grid.res),
+            "output_resolution_deg": float(self.scheme.output_grid.res),
+            "input_pixels_per_year": len(blocks) * block_px**2,
+            "output_pixels_per_year": len(blocks) * out_px**2,
+            "output_pixels": len(blocks) * out_px**2 * len(self.years),
+            "bounds": list(self.region.bounds),
+        }
+
+
+@lru_cache(maxsize=4096)
+def _row_area_km2(lat_north: float, lat_south: float, width_deg: float) -> float:
+    lons = [0.0, width_deg, width_deg, 0.0]
+    lats = [lat_south, lat_south, lat_north, lat_north]
+    return abs(_GEOD.polygon_area_perimeter(lons, lats)[0]) / 1e6
+
+
+def _block_area_km2(scheme: TileScheme, block_row: int) -> float:
+    west, south, east, north = scheme.input_grid.bounds(scheme.block_box(block_row, 0))
+    return _row_area_km2(north, south, east - west)
+
+
+def plan_region(region: BaseGeometry, scheme: TileScheme, years: tuple[int, ...] | list[int]) -> Plan:
+    """The tiles that meet the region and, inside them, the blocks that touch it, in a fixed order."""
+    check_region(region)
+    years = tuple(sorted(set(int(y) for y in years)))
+    if not years:
+        raise RegionError("no years to plan")
+    rows, cols = scheme.block_range(region.bounds)
+    grid = scheme.input_grid
+    size = float(scheme.block_size)
+    shapely.prepare(region)
+    per_tile: dict[tuple[int, int], list[Block]] = {}
+    west0, _, _, north0 = grid.bounds(scheme.block_box(rows.start, cols.start))
+    col_idx = np.arange(cols.start, cols.stop)
+    for row in rows:
+        north = north0 - (row - rows.start) * size
+        wests = west0 + (col_idx - cols.start) * size
+        cells = shapely.box(wests, north - size, wests + size, north)
+        # a block that only shares an edge or a corner with the region has none of it inside
+        hits = col_idx[shapely.intersects(region, cells) & ~shapely.touches(region, cells)]
+        for col in hits:
+            tile = (row // scheme.blocks_per_tile, int(col) // scheme.blocks_per_tile)
+            per_tile.setdefault(tile, []).append(
+                Block(row, int(col), scheme.block_box(row, int(col)), grid, years, tile))
+    tiles = [Tile(r, c, tuple(blocks)) for (r, c), blocks in sorted(per_tile.items())]
+    if not tiles:
+        raise RegionError("the region touches no block")
+    return Plan(scheme, years, region, tiles)
