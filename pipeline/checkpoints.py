@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-from mapgen.models import CheckpointError, verify_checkpoint
-
+from mapgen.models import CheckpointError, load_checkpoint
 
 
 def bundled_dir() -> Path:
-    from importlib import resources
-
     return Path(str(resources.files("mapgen.models") / "checkpoints"))
 
 
 def resolve_checkpoint(name_or_path: str, architecture: str) -> tuple[Path, str]:
-    """(path, sha256) of a checkpoint given by path or by the name of a bundled one; refuses a missing
-    file, a wrong hash or another architecture in one line."""
+    """(path, sha256) of a checkpoint given by path or by the name of a bundled one.
+
+    The checkpoint is loaded once here, on the client, so that a missing file, a wrong hash or another
+    architecture is refused in one line before any worker starts; workers then load it by that hash.
+    """
     path = Path(name_or_path)
     if not path.exists():
         candidate = bundled_dir() / f"{name_or_path}.safetensors"
@@ -24,5 +25,5 @@ def resolve_checkpoint(name_or_path: str, architecture: str) -> tuple[Path, str]
             raise CheckpointError(f"checkpoint {name_or_path}: no such file and no bundled checkpoint of "
                                   "that name")
         path = candidate
-    sha256 = verify_checkpoint(path, architecture=architecture)
-    return path.resolve(), sha256
+    _, info = load_checkpoint(path, architecture=architecture)
+    return path.resolve(), str(info["sha256"])

@@ -106,13 +106,13 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
         workers: int, threads_per_worker: int, scheduler: str | None, checkpoint: str | None, device: str,
         progress: bool) -> None:
     """Produce the product's tiles over a region and years."""
-    from .run import execute, local_client, prepare
+    from .run import RunError, execute, local_client, prepare
 
     try:
         spec = load_product(product)
         ctx, the_plan = prepare(spec, load_region(region), years, source, out, checkpoint=checkpoint,
                                 block_size=block_size, device=device)
-    except _INPUT_ERRORS as exc:
+    except (*_INPUT_ERRORS, RunError) as exc:
         _fail(exc)
     summary = the_plan.summary()
     click.echo(f"{spec.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × {len(years)} year(s) "

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mapgen.workflows import ProductError, StepSpec
+from mapgen.workflows import Product, ProductError, StepSpec
 
 from . import kernels
 
@@ -14,11 +14,39 @@ POST_KERNELS = ("threshold", "mask")
 TEMPORAL_KERNELS = ("majority_vote",)
 
 
+# Values of the product file that this engine implements; anything else is refused, not ignored.
+SUPPORTED = {
+    ("grid", "crs"): "EPSG:4326",
+    ("window", "padding"): "zeros",
+    ("stitch", "method"): "max",
+    ("model", "output"): "sigmoid",
+    ("output", "dtype"): "uint8",
+    ("output", "nodata"): "mask",
+}
+
+
+def check_product(product: Product) -> None:
+    """Refuse, before any work, a product that asks for something the engine does not do."""
+    where = product.source_file
+    for (section, key), value in SUPPORTED.items():
+        got = getattr(getattr(product, section), key)
+        if got != value:
+            raise ProductError(f"{where}: [{section}] {key} = {got!r} is not supported (only {value!r})")
+    image = product.image_input
+    for name in ("mean", "std"):
+        values = getattr(image, name)
+        if values is None or len(values) != len(image.bands):
+            raise ProductError(f"{where}: input {image.name!r} needs one {name} per band ({len(image.bands)})")
+    check_steps(product.post, product.temporal, where)
+
+
 def check_steps(post: tuple[StepSpec, ...], temporal: tuple[StepSpec, ...], where: str) -> None:
     """Refuse unknown kernels or a chain that does not start by thresholding, before any work."""
     for step in post:
         if step.kernel not in POST_KERNELS:
             raise ProductError(f"{where}: unknown post kernel {step.kernel!r} (known: {', '.join(POST_KERNELS)})")
+        if step.kernel == "mask" and step.params.get("resampling", "bilinear") != "bilinear":
+            raise ProductError(f"{where}: the mask step upsamples bilinearly only")
     if not post or post[0].kernel != "threshold":
         raise ProductError(f"{where}: the post chain must start with a 'threshold' step")
     for step in temporal:

@@ -27,7 +27,7 @@ from .checkpoints import resolve_checkpoint
 from .context import RunContext, tile_scheme
 from .export import write_vrt
 from .inference import ModelRef
-from .post import check_steps
+from .post import check_product
 from .sources import check_source, open_source
 from .store import RunStore, is_done
 from .tasks import block_year_key, export_tile_year, predict_block_year, vote_block
@@ -94,7 +94,7 @@ def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int
             out_dir: str | Path, *, checkpoint: str | None = None, block_size: str | float | None = None,
             device: str = "cpu") -> tuple[RunContext, Plan]:
     """Everything that can refuse the run, before any work: product chain, plan, source, checkpoint."""
-    check_steps(product.post, product.temporal, product.source_file)
+    check_product(product)
     scheme = tile_scheme(product, block_size)
     plan = plan_region(region, scheme, years)
     layers = {spec.name: len(spec.bands) for spec in product.inputs}

@@ -40,6 +40,8 @@ class WindowLattice:
         """(N, C, size, size) windows cut from a (C, H, W) image that covers `read`."""
         n = self.size
         local = origins - np.array([read.row, read.col])
+        if not len(local):
+            return np.zeros((0, image.shape[0], n, n), dtype=image.dtype)
         return np.stack([image[:, r:r + n, c:c + n] for r, c in local])
 
 

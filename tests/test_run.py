@@ -1,0 +1,178 @@
+"""End to end on a real LocalCluster, real COGs and a real Zarr store (DESIGN invariants 1, 2, 4, 5, 7)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from conftest import TEST_BLOCK, YEARS, region_box
+from mapgen.pipeline.run import RUN_DIR, execute, prepare
+from mapgen.workflows import load_product
+
+PRODUCT = load_product("cbra")
+
+
+def run(client, scene, out, checkpoint, region=None, block=TEST_BLOCK, years=YEARS):
+    ctx, plan = prepare(PRODUCT, region if region is not None else region_box(), years, str(scene), out,
+                        checkpoint=str(checkpoint), block_size=block)
+    report = execute(client, ctx, plan)
+    assert not report.failed, report.failed
+    return report
+
+
+def tiles(out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    found = {}
+    for path in sorted(Path(out).glob("CBRA_*.tif")):
+        with rasterio.open(path) as src:
+            found[path.name] = (src.read(1), src.read_masks(1))
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(client, scene, checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    run(client, scene, out, checkpoint)
+    return out
+
+
+def test_outputs_are_valid_cbra_tiles(reference):
+    names = sorted(p.name for p in reference.glob("*.tif"))
+    assert names == [f"CBRA_{y}_E115N40.tif" for y in YEARS]
+    for name in names:
+        path = reference / name
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        assert valid, errors
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 4326
+            assert src.dtypes[0] == "uint8"
+            assert src.descriptions[0] == "building rooftop area"
+            assert src.colormap(1)[255][:3] == (228, 38, 44)
+            assert src.overviews(1)
+            assert src.mask_flag_enums[0] == [rasterio.enums.MaskFlags.per_dataset]
+            data = src.read(1)
+            assert set(np.unique(data)) <= {0, 255}
+            # the tile covers exactly the 2 × 2 blocks of the region at 2.5 m
+            assert src.shape == (2 * 371 * 4, 2 * 371 * 4)
+            west, south, east, north = src.bounds
+            assert west == pytest.approx(116.3, abs=1e-9) and north == pytest.approx(39.5 + 2 / 30)
+    for year in YEARS:
+        with rasterio.open(reference / f"CBRA_{year}.vrt") as vrt, \
+                rasterio.open(reference / f"CBRA_{year}_E115N40.tif") as tif:
+            np.testing.assert_array_equal(vrt.read(1), tif.read(1))
+            np.testing.assert_array_equal(vrt.read_masks(1), tif.read_masks(1))
+
+
+def test_decomposition_invariance(client, scene, checkpoint, tmp_path):
+    """Invariant 1: nine blocks of 1/30° equal one CBRA block of 0.1°, pixel for pixel."""
+    run(client, scene, tmp_path / "many", checkpoint, region=region_box(3, 3), block=TEST_BLOCK)
+    run(client, scene, tmp_path / "one", checkpoint, region=region_box(3, 3), block="0.1")
+    one, many = tiles(tmp_path / "one"), tiles(tmp_path / "many")
+    assert len(one) == len(YEARS)
+    assert one.keys() == many.keys()
+    for name in one:
+        np.testing.assert_array_equal(one[name][0], many[name][0], err_msg=name)
+        np.testing.assert_array_equal(one[name][1], many[name][1], err_msg=name)
+
+
+def test_determinism(client, scene, checkpoint, reference, tmp_path):
+    """Invariant 4: the same inputs and checkpoint give byte-identical pixel data."""
+    run(client, scene, tmp_path, checkpoint)
+    again, first = tiles(tmp_path), tiles(reference)
+    for name in first:
+        assert again[name][0].tobytes() == first[name][0].tobytes()
+        assert again[name][1].tobytes() == first[name][1].tobytes()
+
+
+def test_vote_applied_between_edge_years(reference):
+    """Invariant 3 end to end: the stored pre-vote stack, voted by the NumPy reference, is the output."""
+    import zarr
+
+    from test_kernels import vote_reference
+
+    store = zarr.open_group(str(reference / RUN_DIR / "store.zarr"), mode="r")
+    classes, final = store["classes"][:], store["final"][:]
+    np.testing.assert_array_equal(final, vote_reference(classes))
+    assert (final[1] != classes[1]).any()  # the vote really changed something
+    np.testing.assert_array_equal(final[0], classes[0])
+    np.testing.assert_array_equal(final[-1], classes[-1])
+
+
+def test_models_load_once_per_worker(client, reference):
+    counts = client.run(lambda: __import__("mapgen.pipeline.inference", fromlist=["x"]).load_count)
+    assert len(counts) == 2
+    assert all(c <= 1 for c in counts.values()), counts
+    assert sum(counts.values()) >= 1
+
+
+def test_same_command_skips_finished_work(client, scene, checkpoint, reference):
+    mtimes = {p: p.stat().st_mtime_ns for p in reference.glob("*.tif")}
+    report = run(client, scene, reference, checkpoint)
+    assert report.block_years_done == 0 and report.tiles_written == []
+    assert report.block_years_skipped == 4 * len(YEARS) and report.tiles_skipped == len(YEARS)
+    assert {p: p.stat().st_mtime_ns for p in reference.glob("*.tif")} == mtimes
+
+
+def test_no_data_is_masked_not_background(client, scene, checkpoint, tmp_path):
+    """Invariant 2's corollary: where the source has no pixels, the output is masked, never 0."""
+    from conftest import SOUTH, WEST
+
+    # a region reaching past the scene's western edge (the scene covers 3 × 3 blocks + 80 px margin)
+    region = region_box(2, 1, west=WEST - 2 / 30)
+    run(client, scene, tmp_path, checkpoint, region=region)
+    with rasterio.open(next(tmp_path.glob("CBRA_2016_*.tif"))) as src:
+        mask = src.read_masks(1)
+        west = src.bounds.left
+    res = 1 / 44520
+    scene_west = WEST - 80 / 11130
+    first_valid_col = round((scene_west - west) / res)
+    assert (mask[:, :first_valid_col] == 0).all()
+    assert (mask[:, first_valid_col:] == 255).all()
+    assert SOUTH  # the region's rows are all inside the scene
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(np.stack(tiles(folder)[p.name]).tobytes()).hexdigest()
+            for p in sorted(folder.glob("CBRA_*.tif"))}
+
+
+def test_resume_after_kill(scene, checkpoint, reference, region_file, tmp_path):
+    """Invariant 5: kill the whole run (client and workers) mid-way; the same command finishes it with the
+    same outputs, without recomputing finished blocks, and no partial tile ever has a final name."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mapgen.pipeline", "run", "--product", "cbra", "--years", "2016-2018",
+           "--region", str(region_file), "--source", str(scene), "--out", str(out), "--workers", "2",
+           "--checkpoint", str(checkpoint), "--block-size", TEST_BLOCK, "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    predicted = out / RUN_DIR / "state" / "predict"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = list(predicted.glob("*")) if predicted.exists() else []
+        if len(done) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stdout.read().decode()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)
+    finished_before = {p.name: p.stat().st_mtime_ns for p in predicted.glob("*")}
+    assert 3 <= len(finished_before) < 4 * len(YEARS)
+    for path in out.glob("CBRA_*.tif"):  # anything under a final name is a complete, valid COG
+        assert cog_validate(str(path), quiet=True)[0]
+
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in predicted.glob("*")}
+    assert all(after[name] == mtime for name, mtime in finished_before.items())  # not recomputed
+    assert len(after) == 4 * len(YEARS)
+    assert _digest(out) == _digest(reference)
+    assert not list(out.glob(".*"))  # no scratch or partial files left behind
