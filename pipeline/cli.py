@@ -69,8 +69,9 @@ def _common(fn):
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(product: str, years: list[int], region: str, block_size: str | None, as_json: bool) -> None:
     """Show the tiles, blocks, area and pixels of a run without running anything."""
-    from .context import tile_scheme
     from mapgen.tiles import plan_region
+
+    from .context import tile_scheme
 
     try:
         spec = load_product(product)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from mapgen.models import STSRSeg, STSRSegConfig, convert_authors_state_dict, load_authors_state_dict
 from mapgen.models.convert import rename_authors_key
 

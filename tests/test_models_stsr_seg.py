@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
-from mapgen.models import STSROutput, STSRSeg, STSRSegConfig
 from torch.utils.flop_counter import FlopCounterMode
+
+from mapgen.models import STSROutput, STSRSeg, STSRSegConfig
 
 AUTHORS_SEGMENTATION_PARAMETERS = 92_381_127  # shared/specs/stsr-seg-inference-state-dict.json
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-
 from conftest import TEST_BLOCK, region_box, write_region
+
 from mapgen.pipeline.cli import main
 
 

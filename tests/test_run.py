@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import TEST_BLOCK, YEARS, region_box
 from rio_cogeo.cogeo import cog_validate
 
-from conftest import TEST_BLOCK, YEARS, region_box
 from mapgen.pipeline.run import RUN_DIR, execute, prepare
 from mapgen.workflows import load_product
 
@@ -96,7 +96,6 @@ def test_determinism(client, scene, checkpoint, reference, tmp_path):
 def test_vote_applied_between_edge_years(reference):
     """Invariant 3 end to end: the stored pre-vote stack, voted by the NumPy reference, is the output."""
     import zarr
-
     from test_kernels import vote_reference
 
     store = zarr.open_group(str(reference / RUN_DIR / "store.zarr"), mode="r")

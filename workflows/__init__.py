@@ -1,8 +1,19 @@
 """Product definitions (declarative TOML files) and scheduled workflows."""
 
 from .product import (
-    GridSpec, InputSpec, ModelSpec, OutputClass, OutputSpec, Product, ProductError, StepSpec, StitchSpec,
-    WindowSpec, load_product, parse_product, product_names,
+    GridSpec,
+    InputSpec,
+    ModelSpec,
+    OutputClass,
+    OutputSpec,
+    Product,
+    ProductError,
+    StepSpec,
+    StitchSpec,
+    WindowSpec,
+    load_product,
+    parse_product,
+    product_names,
 )
 
 __all__ = [

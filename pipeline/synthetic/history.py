@@ -51,54 +51,42 @@ def sample_history(rng: np.random.Generator, lots: Lots, years: list[int]) -> Hi
     rebuild_p = float(rng.uniform(0.3, 0.6))
     site_p = float(rng.uniform(0.3, 0.7))  # chance a construction site shows the year before
 
-    lot_of: list[np.ndarray] = []
-    appear: list[np.ndarray] = []
-    vanish: list[np.ndarray] = []
-    first = np.flatnonzero(lots.exists0)
-    lot_of.append(first)
-    appear.append(np.zeros(len(first), dtype=np.int64))
+    # One entry per building instance: its lot, the first year index it stands, the first it is gone.
+    lot_idx = np.flatnonzero(lots.exists0)
+    app = np.zeros(len(lot_idx), dtype=np.int64)
+    van = np.full(len(lot_idx), NEVER, dtype=np.int64)
     occupied = np.zeros(n_lots, dtype=bool)
-    occupied[first] = True  # occupied = has stood or is scheduled; never picked for fresh construction
+    occupied[lot_idx] = True  # has stood or is scheduled: never picked again for fresh construction
     rebuild_at: dict[int, list[int]] = {}
     transitions = []
     for t in range(1, n_years):
         gap = years[t] - years[t - 1]
-        all_lots = np.concatenate(lot_of)
-        all_app = np.concatenate(appear)
-        all_van = np.concatenate(vanish) if vanish else np.zeros(0, dtype=np.int64)
-        all_van = np.concatenate([all_van, np.full(len(all_lots) - len(all_van), NEVER)])
-        stand = np.flatnonzero((all_app <= t - 1) & (t - 1 < all_van))
+        stand = np.flatnonzero((app <= t - 1) & (t - 1 < van))
         # Demolition: at least one per transition when anything stands, so change is always present.
         p_d = 1.0 - (1.0 - demolition_rate) ** gap
         n_demo = min(len(stand), max(1, int(rng.binomial(len(stand), p_d)))) if len(stand) else 0
         demo = rng.choice(stand, size=n_demo, replace=False) if n_demo else np.zeros(0, dtype=np.int64)
-        all_van[demo] = t
-        vanish_new = all_van
-        # Rebuilds scheduled for this year, on lots cleared earlier.
-        rebuilt = np.array(rebuild_at.pop(t, []), dtype=np.int64)
-        for i in all_lots[demo]:
+        van[demo] = t
+        for i in lot_idx[demo]:  # some cleared lots are rebuilt one or two years later
             if rng.random() < rebuild_p:
                 rebuild_at.setdefault(t + int(rng.integers(1, 3)), []).append(int(i))
+        rebuilt = np.array(rebuild_at.pop(t, []), dtype=np.int64)
         # Construction on free lots, weighted towards the fringe and the development zones.
         p_c = 1.0 - (1.0 - construction_rate) ** gap
         free = np.flatnonzero(~occupied)
         n_new = min(len(free), max(1, int(rng.binomial(max(len(stand), 1), p_c)))) if len(free) else 0
         if n_new:
-            wgt = lots.weight[free] / lots.weight[free].sum()
-            new = rng.choice(free, size=n_new, replace=False, p=wgt)
+            new = rng.choice(free, size=n_new, replace=False, p=lots.weight[free] / lots.weight[free].sum())
             occupied[new] = True
         else:
             new = np.zeros(0, dtype=np.int64)
-        vanish = [vanish_new]
-        lot_of.append(np.concatenate([new, rebuilt]).astype(np.int64))
-        appear.append(np.full(len(new) + len(rebuilt), t, dtype=np.int64))
+        added = np.concatenate([new, rebuilt]).astype(np.int64)
+        lot_idx = np.concatenate([lot_idx, added])
+        app = np.concatenate([app, np.full(len(added), t, dtype=np.int64)])
+        van = np.concatenate([van, np.full(len(added), NEVER, dtype=np.int64)])
         transitions.append({"from": years[t - 1], "to": years[t], "constructed": int(len(new)),
                             "rebuilt": int(len(rebuilt)), "demolished": int(n_demo)})
 
-    lot_idx = np.concatenate(lot_of)
-    app = np.concatenate(appear)
-    van = np.concatenate(vanish) if vanish else np.zeros(0, dtype=np.int64)
-    van = np.concatenate([van, np.full(len(lot_idx) - len(van), NEVER)])
     geoms = footprints(rng, lots, lot_idx)
     roof = _roofs(rng, lots, lot_idx)
     # Construction sites: the lot is cleared (bare) the year before a new building shows.
@@ -109,6 +97,6 @@ def sample_history(rng: np.random.Generator, lots: Lots, years: list[int]) -> Hi
              "rebuild_probability": rebuild_p, "construction_site_probability": site_p,
              "transitions": transitions,
              "buildings_standing": dict(zip(map(str, years), standing, strict=True)),
-             "lots": n_lots, "lots_built_first_year": int(len(first))}
+             "lots": n_lots, "lots_built_first_year": int(lots.exists0.sum())}
     return History(geoms=geoms, roof=roof, appear=app, vanish=van, site_geoms=site_geoms,
                    site_year=app[site] - 1, stats=stats)

@@ -12,7 +12,7 @@ from .buildings import Lots, cell_polygons
 from .fields import resize_rows, resize_x, value_noise
 from .grid import SceneGrid
 from .layout import TOWN_EXTENT, Layout, park_polygons
-from .materials import CODE, FARM_GROUPS
+from .materials import CODE, FARM_GROUPS, N_FARM_GROUPS
 
 STRIP_ROWS = 512  # high-resolution rows per strip: bounds the float temporaries to a few tens of MB
 
@@ -28,13 +28,13 @@ def _layer(geoms: list, code: int) -> list:
 
 
 def _hash_group(pu: np.ndarray, pv: np.ndarray, salt: int) -> np.ndarray:
-    """A well-mixed 3-bit hash of integer parcel indices (murmur-like finaliser on uint32)."""
+    """A well-mixed 4-bit hash of integer parcel indices (murmur-like finaliser on uint32)."""
     h = (pu.astype(np.int32).view(np.uint32) * np.uint32(73856093)) ^ \
         (pv.astype(np.int32).view(np.uint32) * np.uint32(19349663)) ^ np.uint32(salt)
     h ^= h >> np.uint32(13)
     h *= np.uint32(0x5BD1E995)
     h ^= h >> np.uint32(15)
-    return ((h >> np.uint32(7)) & np.uint32(7)).astype(np.intp)
+    return ((h >> np.uint32(7)) & np.uint32(15)).astype(np.intp)
 
 
 def build_static(rng: np.random.Generator, layout: Layout, grid: SceneGrid) -> tuple[np.ndarray, dict]:
@@ -86,6 +86,7 @@ def build_static(rng: np.random.Generator, layout: Layout, grid: SceneGrid) -> t
     dist_m = float(rng.uniform(1500.0, 3000.0))
     ndx, ndy = int(w * dx / dist_m) + 1, int(h * dy / dist_m) + 1
     farm_codes = np.asarray(FARM_GROUPS, dtype=np.uint8)
+    assert len(farm_codes) == N_FARM_GROUPS == 16, "the parcel hash yields 4 bits"
     for j in range(ndy):
         ra, rb = int(j * dist_m / dy), min(int((j + 1) * dist_m / dy), h)
         for i in range(ndx):

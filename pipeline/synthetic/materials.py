@@ -44,15 +44,8 @@ _TABLE: dict[str, tuple[int, int, tuple[float, float, float, float], bool]] = {
     "road_concrete": (11, ROAD, (0.170, 0.164, 0.162, 0.195), False),
     "road_dirt": (12, ROAD, (0.150, 0.148, 0.168, 0.215), False),
     "paved": (13, ROAD, (0.160, 0.150, 0.148, 0.180), False),  # plazas, yards, parking: impervious
-    # Farmland parcels: 8 groups whose crop state is drawn per year (see FARM_STATES).
-    "farm_0": (16, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_1": (17, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_2": (18, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_3": (19, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_4": (20, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_5": (21, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_6": (22, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
-    "farm_7": (23, FARMLAND, (0.0, 0.0, 0.0, 0.0), False),
+    # Farmland parcels: N_FARM_GROUPS groups (codes 16-31) whose crop state is drawn per year; their
+    # spectra are filled in by spectra_lut.
     # Roofs, by material.
     "roof_concrete": (32, BUILDING, (0.210, 0.200, 0.198, 0.235), False),
     "roof_metal_blue": (33, BUILDING, (0.225, 0.195, 0.150, 0.205), False),
@@ -61,9 +54,12 @@ _TABLE: dict[str, tuple[int, int, tuple[float, float, float, float], bool]] = {
     "roof_white": (36, BUILDING, (0.330, 0.335, 0.335, 0.370), False),
     "roof_grey_tile": (37, BUILDING, (0.155, 0.150, 0.150, 0.185), False),
 }
+N_FARM_GROUPS = 16
+for _i in range(N_FARM_GROUPS):
+    _TABLE[f"farm_{_i}"] = (16 + _i, FARMLAND, (0.0, 0.0, 0.0, 0.0), False)
 CODE: dict[str, int] = {name: v[0] for name, v in _TABLE.items()}
 N_CODES = 64  # lookup tables are this long; codes stay below it
-FARM_GROUPS = [CODE[f"farm_{i}"] for i in range(8)]
+FARM_GROUPS = [CODE[f"farm_{i}"] for i in range(N_FARM_GROUPS)]
 ROOF_CODES = [v[0] for v in _TABLE.values() if v[1] == BUILDING]
 assert ROOF_CODES == list(range(min(ROOF_CODES), max(ROOF_CODES) + 1)), "roof codes must be contiguous"
 # Town and village roofs draw from different mixes: villages have more tile and dark roofs.

@@ -119,8 +119,10 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
                       "block_m": tw.block, "street_width_m": tw.street_w, "lot_m": tw.lot,
                       "density": tw.density, "core_fraction": tw.core, "park_probability": tw.park_p,
                       "industrial_probability": tw.industrial_p,
-                      "apartment_probability": tw.apartment_p, "n_development_zones": len(tw.dev_zones),
-                      "n_parks": len(tw.park_blocks)})
+                      "apartment_probability": tw.apartment_p, "n_parks": len(tw.park_blocks),
+                      "development_zones": [
+                          dict(zip(("lon", "lat"), grid.hr_to_lonlat(x / dx, y / dy), strict=True), radius_m=r)
+                          for x, y, r in tw.dev_zones]})
     villages = []
     for v in layout.villages:
         lon, lat = grid.hr_to_lonlat(v.cx / dx, v.cy / dy)

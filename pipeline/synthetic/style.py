@@ -12,7 +12,11 @@ HAZE_SPECTRUM = (1.0, 0.75, 0.55, 0.3)
 
 
 def sample_style(rng: np.random.Generator) -> dict:
-    """All the knobs of one year's rendering, as plain JSON-ready values."""
+    """All the knobs of one year's rendering, as plain JSON-ready values.
+
+    farm_groups: per farmland group, [its non-green crop state, its greenness offset from the year's
+    farm_greenness]; vegetation_vigour: 1 = peak season, lower = drier / leaf-off composites.
+    """
     return {
         "gain": [float(g) for g in np.clip(rng.normal(1.0, 0.04, 4), 0.9, 1.1)],
         "offset": [float(o) for o in rng.normal(0.0, 0.005, 4)],
@@ -21,10 +25,10 @@ def sample_style(rng: np.random.Generator) -> dict:
         "farm_greenness": float(rng.uniform(0.15, 0.85)),
         "farm_groups": [
             [str(rng.choice(["ripe", "fallow"])), float(g)]
-            for g in np.clip(rng.normal(0.0, 0.25, len(FARM_GROUPS)), -0.5, 0.5)
+            for g in np.clip(rng.normal(0.0, 0.35, len(FARM_GROUPS)), -0.7, 0.7)
         ],
         "material_jitter": float(rng.uniform(0.02, 0.05)),
-        "texture_amplitude": float(rng.uniform(0.04, 0.08)),
+        "texture_amplitude": float(rng.uniform(0.07, 0.12)),
         "psf_sigma_px": float(rng.uniform(0.4, 0.7)),
         "noise_std": float(rng.uniform(0.003, 0.008)),
         "built_gain": float(rng.uniform(2.5, 3.5)),
