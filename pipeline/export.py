@@ -1,5 +1,8 @@
 """Writing output tiles as Cloud-Optimized GeoTIFFs, and one VRT per year over them.
 
+Pixels without input data carry the product's nodata value (not an internal mask: QGIS 3.22 shows a
+GDAL mask as a second band and then renders the tile as RGB instead of with its colour table).
+
 A tile is first written block by block to a hidden scratch GTiff, translated to a COG under a hidden
 partial name, and only then renamed to its final name: a final name never holds a partial tile.
 """
@@ -22,19 +25,18 @@ from mapgen.workflows import OutputSpec
 
 from .kernels import FOREGROUND, NODATA
 
-TIFF_ENV = {"GDAL_TIFF_INTERNAL_MASK": True, "GDAL_NUM_THREADS": "1"}
+TIFF_ENV = {"GDAL_NUM_THREADS": "1"}
 
 
 def colormap(spec: OutputSpec) -> dict[int, tuple[int, int, int, int]]:
-    return {c.value: c.rgba for c in spec.classes}
+    return {spec.nodata: (0, 0, 0, 0), **{c.value: c.rgba for c in spec.classes}}
 
 
-def encode(codes: np.ndarray, spec: OutputSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel values and GDAL mask (255 valid, 0 no data) of a block of class codes."""
+def encode(codes: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """Pixel values of a block of class codes: the product's class values, and its nodata value."""
     values = np.where(codes == FOREGROUND, spec.foreground, spec.background).astype(np.uint8)
-    valid = codes != NODATA
-    values[~valid] = spec.background  # hidden under the mask
-    return values, np.where(valid, 255, 0).astype(np.uint8)
+    values[codes == NODATA] = spec.nodata
+    return values
 
 
 def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, np.ndarray]],
@@ -47,24 +49,25 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
     profile = {
         "driver": "GTiff", "width": extent.width, "height": extent.height, "count": 1, "dtype": "uint8",
         "crs": grid.crs, "transform": grid.transform(extent), "tiled": True, "blockxsize": 512,
-        "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+        "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER", "nodata": spec.nodata,
     }
     try:
         with rasterio.Env(**TIFF_ENV):
             with rasterio.open(scratch, "w", **profile) as dst:
-                dst.write_mask(np.zeros((extent.height, extent.width), dtype=np.uint8))
+                # a tile's extent is a rectangle; parts of it no block covers stay nodata
+                for window in (w for _, w in dst.block_windows(1)):
+                    dst.write(np.full((int(window.height), int(window.width)), spec.nodata, np.uint8), 1,
+                              window=window)
                 for box, codes in parts:
-                    values, mask = encode(codes, spec)
                     window = Window(box.col - extent.col, box.row - extent.row, box.width, box.height)
-                    dst.write(values, 1, window=window)
-                    dst.write_mask(mask, window=window)
+                    dst.write(encode(codes, spec), 1, window=window)
                 dst.write_colormap(1, colormap(spec))
                 dst.set_band_description(1, spec.band_description)
                 dst.update_tags(**tags)
             cog_profile = cog_profiles.get(spec.compress)
             cog_profile.update(blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER")
             cog_translate(str(scratch), str(partial), cog_profile, overview_resampling=spec.overview_resampling,
-                          add_mask=True, quiet=True, in_memory=False, config=TIFF_ENV,
+                          quiet=True, in_memory=False, config=TIFF_ENV,
                           use_cog_driver=False)
         os.replace(partial, path)
     finally:
@@ -73,7 +76,7 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
 
 
 def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec) -> None:
-    """A mosaic VRT over tiles that share one output lattice, keeping their masks and colours."""
+    """A mosaic VRT over tiles that share one output lattice, keeping their nodata and colours."""
     path = Path(path)
     infos = []
     for tile in sorted(tiles):
@@ -110,15 +113,11 @@ def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec) -> None:
         f'  <GeoTransform>{", ".join(repr(v) for v in gt)}</GeoTransform>\n'
         f'  <VRTRasterBand dataType="Byte" band="1">\n'
         f'    <Description>{escape(spec.band_description)}</Description>\n'
+        f'    <NoDataValue>{spec.nodata}</NoDataValue>\n'
         f'    <ColorInterp>Palette</ColorInterp>\n'
         f'    <ColorTable>\n{entries}\n    </ColorTable>\n'
         f'{sources("1")}\n'
         f'  </VRTRasterBand>\n'
-        f'  <MaskBand>\n'
-        f'    <VRTRasterBand dataType="Byte">\n'
-        f'{sources("mask,1")}\n'
-        f'    </VRTRasterBand>\n'
-        f'  </MaskBand>\n'
         f'</VRTDataset>\n'
     )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")

@@ -21,7 +21,6 @@ SUPPORTED = {
     ("stitch", "method"): "max",
     ("model", "output"): "sigmoid",
     ("output", "dtype"): "uint8",
-    ("output", "nodata"): "mask",
 }
 
 
@@ -32,6 +31,10 @@ def check_product(product: Product) -> None:
         got = getattr(getattr(product, section), key)
         if got != value:
             raise ProductError(f"{where}: [{section}] {key} = {got!r} is not supported (only {value!r})")
+    values = [c.value for c in product.output.classes]
+    if not 0 <= product.output.nodata <= 255 or product.output.nodata in values:
+        raise ProductError(f"{where}: [output] nodata = {product.output.nodata} must be a uint8 value that is no "
+                           f"class value ({values})")
     image = product.image_input
     for name in ("mean", "std"):
         values = getattr(image, name)

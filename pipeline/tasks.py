@@ -94,7 +94,7 @@ def export_tile_year(ctx: RunContext, tile: Tile, year: int, *_voted: dict) -> d
         "PRODUCT": ctx.product.name, "YEAR": str(year), "MODEL_ARCHITECTURE": ctx.model.architecture,
         "MODEL_SHA256": ctx.model.sha256,
         "VALUES": ", ".join(f"{c.value}={c.name}" for c in ctx.product.output.classes),
-        "NODATA": "GDAL internal mask (0 = no input data)",
+        "NODATA": f"{ctx.product.output.nodata} = no input data",
     }
     write_tile(path, ctx.scheme.output_grid, tile.extent.scaled(scale), parts, ctx.product.output, tags)
     mark_done(ctx.run_dir, "export", f"{tile.key}-{year}", path.name)

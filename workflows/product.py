@@ -99,7 +99,7 @@ class OutputSpec:
     classes: tuple[OutputClass, ...]
     overview_resampling: str = "nearest"
     compress: str = "deflate"
-    nodata: str = "mask"
+    nodata: int = 1  # the value of pixels without input data; distinct from every class value
 
     @property
     def foreground(self) -> int:
