@@ -17,13 +17,18 @@ from .context import RunContext
 from .export import write_tile
 from .inference import predict_windows
 from .post import apply_post, apply_temporal
-from .sources import read_box
+from .sources import open_box
 from .stitch import max_stitch
 from .store import RunStore, is_done, mark_done
 
 
 def _store(ctx: RunContext) -> RunStore:
     return RunStore(ctx.store_path, Box(*ctx.store_extent), ctx.years, ctx.scheme.block_px * ctx.scheme.scale)
+
+
+def _load(array) -> np.ndarray:
+    # in this task's own thread: the task is already the unit of parallelism on the cluster
+    return array.compute(scheduler="synchronous").values
 
 
 def block_year_key(block: Block, year: int) -> str:
@@ -37,7 +42,8 @@ def predict_block_year(ctx: RunContext, block: Block, year: int) -> dict:
     image = product.image_input
     lattice = ctx.lattice
     read, origins = lattice.covering(block.box)
-    pixels = read_box(ctx.source.path(image.name, year), block.grid, read)
+    pixels = _load(open_box(ctx.source.path(image.name, year), block.grid, read, bands=image.bands,
+                            name=image.name))
     valid = np.isfinite(pixels).all(axis=0)
     mean = np.asarray(image.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(image.std, dtype=np.float32)[:, None, None]
@@ -58,7 +64,7 @@ def predict_block_year(ctx: RunContext, block: Block, year: int) -> dict:
     block_valid = valid[vrows, vcols]
 
     def layer_with_halo(name: str) -> np.ndarray:
-        return read_box(ctx.source.path(name, year), block.grid, block.box.grown(1))[0]
+        return _load(open_box(ctx.source.path(name, year), block.grid, block.box.grown(1), name=name))[0]
 
     codes = apply_post(product.post, conf, block_valid, layer_with_halo, scale)
     _store(ctx).write("classes", year, out_box, codes)

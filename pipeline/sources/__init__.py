@@ -3,6 +3,7 @@
 from .base import LayerFiles, SourceError
 from .check import check_source
 from .files import open_source
+from .lazy import open_box
 from .read import read_box
 
-__all__ = ["LayerFiles", "SourceError", "check_source", "open_source", "read_box"]
+__all__ = ["LayerFiles", "SourceError", "check_source", "open_box", "open_source", "read_box"]
