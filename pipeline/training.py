@@ -4,10 +4,19 @@ This is the groundwork for the paper's spatio-temporal aware learning (CBRA §4.
 (Eq. 1–3) is here; the TC and SG losses will add terms to `training_loss` and fields to `Batch`, so the
 loop, the logging and the checkpoint metadata need not change.
 
-One command makes the bundled checkpoint, scenes included (see `main`):
+One command made the bundled checkpoint, scenes included (from the repository root, 2 CPU cores, ~12 min):
 
     python -m mapgen.pipeline.training --scenes-dir /tmp/train-scenes --train-seeds 101 102 103 \\
-        --eval-seed 999 --years 2016-2021 --steps N --out models/checkpoints/stsr-seg-small.safetensors
+        --eval-seed 999 --years 2016-2021 --config small --steps 3000 --batch 8 --lr 1e-2 --seed 0 \\
+        --threads 2 --out models/checkpoints/stsr-seg-small.safetensors
+
+Why those settings: the paper's lr 1.5e-4 is for the 92 M-parameter network; the 18 k-parameter small
+configuration barely moves at that rate (held-out window F1 0.43 after 1,200 steps of batch 8, against 0.67
+at 3e-3 and 0.69 at 1e-2), so the bundled one uses 1e-2 with a 50-step warm-up and a cosine decay. Batch 8
+rather than 16: in a fixed CPU budget twice the updates helped more than the larger batch (each patch already
+holds 65,536 labelled pixels). The small configuration reaches the bar (held-out scene F1 ≈ 0.71), so it
+stays the default: a wider one (sr_features 8, encoder_width 4: 0.27 instead of 0.076 GFLOP per window,
+about 0.6× the windows/s) gained about 3 points of F1 (0.72 against 0.69 at 1,200 steps).
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -436,6 +446,17 @@ def learning_rate(step: int, steps: int, lr: float, schedule: str, warmup: int) 
     raise ValueError(f"unknown schedule {schedule!r} (constant, cosine)")
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count for a block; restored after, so a caller's setting is not lost."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)  # nothing here uses the global stream; seeded anyway for code that might
@@ -484,7 +505,14 @@ def train(scene_dirs: Sequence[str | Path], out_path: str | Path, *, config: STS
     weights repeat exactly (CPU kernels are chosen per thread count, so another count may differ slightly).
     """
     config = config if config is not None else STSRSegConfig.small()
-    torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _train(scene_dirs, out_path, config=config, steps=steps, batch=batch, lr=lr, seed=seed,
+                      log_every=log_every, threads=threads, eval_scene_dir=eval_scene_dir, options=options, log=log)
+
+
+def _train(scene_dirs: Sequence[str | Path], out_path: str | Path, *, config: STSRSegConfig, steps: int, batch: int,
+           lr: float, seed: int, log_every: int, threads: int, eval_scene_dir: str | Path | None,
+           options: TrainOptions, log: Log) -> dict[str, Any]:
     seed_everything(seed)
     norm = Normalisation.from_product()
     scene_dirs = [Path(d) for d in scene_dirs]

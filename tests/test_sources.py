@@ -74,3 +74,16 @@ def test_a_raster_in_utm_is_reprojected_onto_the_lattice(scene, tmp_path):
     # two bilinear resamplings smooth the field a little, nothing more
     assert np.median(np.abs(back - original[rows, cols])) < 0.02
     assert np.corrcoef(back.ravel(), original[rows, cols].ravel())[0, 1] > 0.95
+
+
+def test_a_scene_written_to_a_relative_folder_is_a_valid_source(tmp_path, monkeypatch):
+    from mapgen.pipeline.synthetic import generate_scene
+
+    monkeypatch.chdir(tmp_path)
+    generate_scene((100.001, 30.001, 100.02, 30.02), [2020], "rel/scene", seed=1, margin_px=8)
+    source = open_source("rel/scene")
+    for layer in ("s2", "built"):
+        path = source.path(layer, 2020)
+        assert path == str(tmp_path / "rel" / "scene" / "2020" / f"{layer}.tif")
+        with rasterio.open(path) as src:
+            assert src.count == (4 if layer == "s2" else 1)

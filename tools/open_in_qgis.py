@@ -2,7 +2,7 @@
 
 Needs Debian's QGIS (apt-get install qgis python3-qgis) and its Python:
     QT_QPA_PLATFORM=offscreen /usr/bin/python3 tools/open_in_qgis.py render.png OUT/CBRA_2019_*.tif OUT/CBRA_2019.vrt
-Exits non-zero if a layer is invalid, not EPSG:4326, not one paletted band, or has no overviews.
+Exits non-zero if a layer is invalid, not EPSG:4326, not one paletted band, or a tile has no overviews.
 """
 
 import os
@@ -25,8 +25,9 @@ for path in sys.argv[2:]:
           f"{layer.width()}×{layer.height()}, bands {layer.bandCount()}, renderer {renderer}, "
           f"band '{layer.bandName(1)}', overviews {provider.hasPyramids()}, "
           f"nodata {provider.sourceNoDataValue(1) if provider.sourceHasNoDataValue(1) else None}")
+    # a VRT has no overviews of its own: GDAL reads those of its tiles
     ok &= (layer.isValid() and layer.crs().authid() == "EPSG:4326" and layer.bandCount() == 1
-           and renderer == "paletted" and provider.hasPyramids())
+           and renderer == "paletted" and (provider.hasPyramids() or path.endswith(".vrt")))
     layers.append(layer)
 settings = QgsMapSettings()
 settings.setLayers(layers[-1:])

@@ -55,7 +55,7 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
     if int(seed) != seed:
         raise ValueError(f"seed must be an integer, got {seed!r}")
     grid = snap_grid(wsen, res, int(scale), int(margin_px))
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # pystac reads relative hrefs against the item, not the cwd
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda msg: None)
 
