@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from distributed import WorkerPlugin
 
 from .windows import batches
 
@@ -62,3 +63,19 @@ def predict_windows(ref: ModelRef, windows: np.ndarray, batch: int) -> np.ndarra
     if not outputs:
         return np.zeros((0, 0, 0), dtype=np.float32)
     return np.concatenate(outputs)
+
+
+class PreloadModel(WorkerPlugin):
+    """Dask worker plugin: load the model (and compile the kernels) when a worker starts or joins, so the
+    first task does not pay for it and a model is loaded exactly once per worker."""
+
+    def __init__(self, ref: ModelRef):
+        self.ref = ref
+        self.name = f"mapgen-preload-{ref.sha256[:12]}"
+
+    def setup(self, worker=None) -> None:
+        from . import kernels
+
+        get_model(self.ref)
+        codes = kernels.threshold(np.zeros((4, 4), np.float32), np.ones((1, 1), bool), 0.5, 4)
+        kernels.majority_vote(np.stack([kernels.mask_below(codes, np.zeros((3, 3), np.float32), 0.2, 4)] * 3))

@@ -26,7 +26,7 @@ from mapgen.workflows import Product
 from .checkpoints import resolve_checkpoint
 from .context import RunContext, tile_scheme
 from .export import write_vrt
-from .inference import ModelRef
+from .inference import ModelRef, PreloadModel
 from .post import check_product
 from .sources import check_source, open_source
 from .store import RunStore, is_done
@@ -158,6 +158,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     from distributed import as_completed
 
     started = time.perf_counter()
+    client.register_plugin(PreloadModel(ctx.model))
     report = RunReport(product=ctx.product.name, years=list(ctx.years), tiles=len(plan.tiles),
                        blocks=len(plan.blocks), checkpoint_sha256=ctx.model.sha256,
                        area_km2=plan.summary()["area_km2"],

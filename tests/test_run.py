@@ -175,3 +175,20 @@ def test_resume_after_kill(scene, checkpoint, reference, region_file, tmp_path):
     assert len(after) == 4 * len(YEARS)
     assert _digest(out) == _digest(reference)
     assert not list(out.glob(".*"))  # no scratch or partial files left behind
+
+
+def test_cli_runs_on_an_existing_scheduler(client, scene, checkpoint, reference, region_file, tmp_path):
+    """`--scheduler ADDRESS` sends the run to a running cluster and leaves that cluster up."""
+    from click.testing import CliRunner
+
+    from mapgen.pipeline.cli import main
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "run", "--product", "cbra", "--years", "2016-2018", "--region", str(region_file), "--source", str(scene),
+        "--out", str(out), "--checkpoint", str(checkpoint), "--block-size", TEST_BLOCK, "--no-progress",
+        "--scheduler", client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    assert "tiles written 3" in result.stderr
+    assert _digest(out) == _digest(reference)
+    assert len(client.scheduler_info()["workers"]) == 2  # the cluster is still there
