@@ -141,10 +141,7 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
     finally:
         if bar is not None:
             bar.close()
-        cluster = client.cluster if not scheduler else None
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        client.close()  # and the local cluster with it; a cluster given by --scheduler stays up
     click.echo(report.summary(), err=True)
     if report.failed:
         sys.exit(1)

@@ -226,9 +226,9 @@ def _write_report(ctx: RunContext, report: RunReport) -> None:
 
 
 def local_client(workers: int = 2, threads_per_worker: int = 1):
-    """The embedded default: a LocalCluster of worker processes on this machine."""
-    from distributed import Client, LocalCluster
+    """The embedded default: a client of a LocalCluster of worker processes on this machine; closing the
+    client closes its cluster."""
+    from distributed import Client
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None)
-    return Client(cluster)
+    return Client(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                  dashboard_address=None)

@@ -73,31 +73,32 @@ def test_years_the_source_lacks(region_file, scene, checkpoint, out):
                    "no 's2' for 2015", "2016–2018")
 
 
-def test_raster_with_wrong_band_count(tmp_path, region_file, scene, checkpoint, out):
-    files = tmp_path / "files"
+def copy_as_files(scene: Path, files: Path) -> str:
+    """The scene's rasters as plain files, returned as a {year}/{layer} pattern source."""
     for year in (2016, 2017, 2018):
         (files / str(year)).mkdir(parents=True)
         for layer in ("s2", "built"):
             shutil.copy(scene / str(year) / f"{layer}.tif", files / str(year) / f"{layer}.tif")
+    return f"{files}/{{year}}/{{layer}}.tif"
+
+
+def test_raster_with_wrong_band_count(tmp_path, region_file, scene, checkpoint, out):
+    files = tmp_path / "files"
+    pattern = copy_as_files(scene, files)
     bad = files / "2017" / "s2.tif"
     with rasterio.open(scene / "2017" / "s2.tif") as src:
         profile, data = src.profile, src.read([1, 2, 3])
     profile.update(count=3, driver="GTiff")
     with rasterio.open(bad, "w", **profile) as dst:
         dst.write(data)
-    assert_refused(run_args(region_file, f"{files}/{{year}}/{{layer}}.tif", out, checkpoint), out,
-                   "s2 2017", str(bad), "3 bands", "needs 4")
+    assert_refused(run_args(region_file, pattern, out, checkpoint), out, "s2 2017", str(bad), "3 bands", "needs 4")
 
 
 def test_unreadable_raster(tmp_path, region_file, scene, checkpoint, out):
     files = tmp_path / "files"
-    for year in (2016, 2017, 2018):
-        (files / str(year)).mkdir(parents=True)
-        for layer in ("s2", "built"):
-            shutil.copy(scene / str(year) / f"{layer}.tif", files / str(year) / f"{layer}.tif")
+    pattern = copy_as_files(scene, files)
     (files / "2018" / "built.tif").write_bytes(b"not a raster")
-    assert_refused(run_args(region_file, f"{files}/{{year}}/{{layer}}.tif", out, checkpoint), out,
-                   "built 2018", "cannot be opened")
+    assert_refused(run_args(region_file, pattern, out, checkpoint), out, "built 2018", "cannot be opened")
 
 
 def test_checkpoint_with_wrong_hash(tmp_path, region_file, scene, checkpoint, out):
