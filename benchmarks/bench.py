@@ -22,12 +22,12 @@ import shapely
 import torch
 
 from mapgen.pipeline.checkpoints import resolve_checkpoint
-from mapgen.pipeline.cli import parse_years
 from mapgen.pipeline.context import tile_scheme
 from mapgen.pipeline.kernels import majority_vote
 from mapgen.pipeline.run import execute, local_client, prepare
 from mapgen.pipeline.synthetic import generate_scene
 from mapgen.pipeline.windows import WindowLattice
+from mapgen.pipeline.years import parse_years
 from mapgen.tiles import plan_region
 from mapgen.workflows import load_product
 

@@ -11,33 +11,22 @@ import click
 from mapgen.tiles import RegionError, load_region
 from mapgen.workflows import ProductError, load_product
 
+from .years import parse_years
+
 # Errors that mean "bad input": shown as one line, exit status 2, nothing started.
 _INPUT_ERRORS: tuple[type[Exception], ...] = (RegionError, ProductError, ValueError, FileNotFoundError)
-
-
-def parse_years(text: str) -> list[int]:
-    """'2016-2021', '2016,2018,2020' or '2019'."""
-    years: set[int] = set()
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                first, last = (int(v) for v in part.split("-", 1))
-                if last < first:
-                    raise ValueError
-                years.update(range(first, last + 1))
-            else:
-                years.add(int(part))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give years as 2016-2021, 2016,2018 or 2019") from None
-    return sorted(years)
 
 
 class _YearsType(click.ParamType):
     name = "YEARS"
 
     def convert(self, value, param, ctx):
-        return value if isinstance(value, list) else parse_years(value)
+        if isinstance(value, list):
+            return value
+        try:
+            return parse_years(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 YEARS = _YearsType()

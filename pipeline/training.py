@@ -44,6 +44,7 @@ from mapgen.tiles import Box
 from . import kernels
 from .stitch import max_stitch
 from .windows import WindowLattice
+from .years import parse_years
 
 PRODUCT = "cbra"
 PATCH_SIZE = 64  # input pixels, the pipeline's window (Table B3)
@@ -576,15 +577,6 @@ def evaluate(model: STSRSeg, scene_dir: Path, norm: Normalisation, *, seed: int,
 
 # --------------------------------------------------------------------------------------------------
 # Command line: scenes from seeds, then training, in one recorded command
-
-
-def parse_years(text: str) -> list[int]:
-    """'2016-2021', '2016,2018' or '2019'."""
-    years: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.strip().partition("-")
-        years.update(range(int(first), int(last or first) + 1))
-    return sorted(years)
 
 
 def parse_bounds(text: str) -> Bounds:
