@@ -9,6 +9,7 @@ from .checkpoint_io import (
     write_sidecar,
 )
 from .convert import convert_authors_state_dict, is_authors_layout, load_authors_state_dict
+from .losses import LossConfig
 from .registry import Architecture, architecture_for_config, architecture_names, get_architecture, register
 from .state_dict import load_state_dict_checked
 from .stsr_seg import STSROutput, STSRSeg, STSRSegConfig
@@ -16,6 +17,7 @@ from .stsr_seg import STSROutput, STSRSeg, STSRSegConfig
 __all__ = [
     "Architecture",
     "CheckpointError",
+    "LossConfig",
     "STSROutput",
     "STSRSeg",
     "STSRSegConfig",

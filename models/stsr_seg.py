@@ -133,6 +133,12 @@ class STSRSeg(nn.Module):
         prob_low = F.avg_pool2d(torch.sigmoid(logits), kernel_size=self.config.scale)
         return STSROutput(logits, prob_low, self.temporal(features[-1]))
 
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """The temporal representation z alone (EDSR + encoder + temporal head), B×temporal_dim: what the
+        TC loss needs of a positive view, without the decoder's cost."""
+        self.check_input(x)
+        return self.temporal(self.unet.encoder(self.edsr(x))[-1])
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
         """Sigmoid building confidence, B×1×sH×sW. Inference only: call `eval()` first.

@@ -153,6 +153,105 @@ def synth(region: str, years: list[int], out: str, seed: int) -> None:
     click.echo(f"scene written to {Path(out)} (catalog.json, synth.json)", err=True)
 
 
+def _bounds(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise click.BadParameter(f"{text!r}: give bounds as WEST,SOUTH,EAST,NORTH")
+    return values  # type: ignore[return-value]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give seeds as integers separated by commas, e.g. 101,102,103") from None
+
+
+@main.command()
+@click.option("--product", default="cbra", show_default=True, help="Product whose inputs and normalisation to use.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.safetensors).")
+@click.option("--scenes-dir", required=True, type=click.Path(file_okay=False),
+              help="Where the synthetic scenes are generated from their seeds (or found, if made before).")
+@click.option("--train-seeds", default="101,102,103", show_default=True, help="Training scene seeds.")
+@click.option("--train-bounds", multiple=True, help="W,S,E,N of training scenes, cycled over the seeds "
+              "(default: four regions far from the demo).")
+@click.option("--eval-seed", default=999, show_default=True, help="Held-out scene seed.")
+@click.option("--eval-bounds", default="118.0,37.0,118.1,37.1", show_default=True)
+@click.option("--years", default="2016-2021", show_default=True, type=YEARS)
+@click.option("--config", "arch", type=click.Choice(["small", "full", "custom"]), default="small",
+              show_default=True, help="STSR-Seg size; custom = small with the widths below.")
+@click.option("--sr-features", type=int, help="EDSR features (custom).")
+@click.option("--sr-blocks", type=int, help="EDSR residual blocks (custom).")
+@click.option("--encoder-width", type=int, help="ResNet-D width (custom).")
+@click.option("--steps", default=3000, show_default=True)
+@click.option("--batch-hr", default=32, show_default=True, help="High-resolution pairs per step (paper: 32).")
+@click.option("--batch-lr", default=48, show_default=True, help="Low-resolution pairs per step (paper: 48).")
+@click.option("--lr", default=1.5e-4, show_default=True, help="Adam learning rate (paper: 1.5e-4).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
+@click.option("--warmup", default=0, show_default=True, help="Steps of linear warm-up.")
+@click.option("--loss-weights", default="200:1:5", show_default=True,
+              help="α:φ:ω of Eq. 7 for HR:TC:SG (paper: 200:1:5).")
+@click.option("--sg-mean", default=0.44, show_default=True, help="μ of the SG loss's reference Gaussian.")
+@click.option("--sg-std", default=0.01, show_default=True, help="σ of the SG loss's reference Gaussian.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the weights and the window sampler.")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present).")
+@click.option("--log-every", default=100, show_default=True)
+@click.option("--checkpoint-every", default=250, show_default=True, help="Steps between resumable states.")
+def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bounds: tuple[str, ...], eval_seed: int,
+          eval_bounds: str, years: list[int], arch: str, sr_features: int | None, sr_blocks: int | None,
+          encoder_width: int | None, steps: int, batch_hr: int, batch_lr: int, lr: float, schedule: str, warmup: int,
+          loss_weights: str, sg_mean: float, sg_std: float, seed: int, threads: int, device: str, log_every: int,
+          checkpoint_every: int) -> None:
+    """Train STSR-Seg with the paper's HR, TC and SG losses on synthetic scenes; write a checkpoint.
+
+    Interrupted, the same command goes on from its last saved state.
+    """
+    import shlex
+
+    import torch
+
+    from mapgen.models import LossConfig, STSRSegConfig
+
+    from .training import TrainConfig, TrainingError, scenes_from_seeds
+    from .training import train as run_training
+    from .training.scenes import ensure_scene
+
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    try:
+        load_product(product)
+        hr_w, tc_w, sg_w = LossConfig.parse_weights(loss_weights)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if arch == "full":
+            model_config = STSRSegConfig.full()
+        else:
+            widths = {"sr_features": sr_features, "sr_blocks": sr_blocks, "encoder_width": encoder_width}
+            if arch == "small" and any(v is not None for v in widths.values()):
+                raise ValueError("--sr-features/--sr-blocks/--encoder-width need --config custom")
+            model_config = STSRSegConfig(**{**STSRSegConfig.small().to_dict(),
+                                            **{k: v for k, v in widths.items() if v is not None}})
+        config = TrainConfig(
+            steps=steps, batch_hr=batch_hr, batch_lr=batch_lr, lr=lr, schedule=schedule, warmup=warmup, seed=seed,
+            loss=LossConfig(hr_weight=hr_w, tc_weight=tc_w, sg_weight=sg_w, sg_mean=sg_mean, sg_std=sg_std),
+            log_every=log_every, checkpoint_every=checkpoint_every, device=device, threads=threads)
+        root = Path(scenes_dir)
+        train_dirs = scenes_from_seeds(root, _seeds(train_seeds), years,
+                                       bounds=[_bounds(b) for b in train_bounds], log=log)
+        eval_dir = ensure_scene(root / f"eval-{eval_seed}", _bounds(eval_bounds), years, eval_seed, 128, log)
+    except (*_INPUT_ERRORS, TrainingError, click.BadParameter) as exc:
+        _fail(exc)
+    command = shlex.join(["mapgen", "train", *sys.argv[2:]])
+    try:
+        run_training(train_dirs, out, model_config=model_config, config=config, eval_scene_dir=eval_dir,
+                     product=product, command=command, log=log)
+    except TrainingError as exc:
+        _fail(exc)
+
+
 @main.command()
 def products() -> None:
     """List the products mapgen knows."""

@@ -1,28 +1,25 @@
-"""Training groundwork: the HR loss terms, the patch sampler, a few optimiser steps, a written checkpoint."""
+"""Training: the two sample streams, every loss falling on a fixed batch, resume, the written checkpoint."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mapgen.models import STSRSeg, STSRSegConfig, load_checkpoint
+from mapgen.models import LossConfig, STSRSeg, STSRSegConfig, load_checkpoint
+from mapgen.models.losses import hr_loss, info_nce, sg_loss
 from mapgen.pipeline import training
 from mapgen.pipeline.training import (
-    Batch,
     EvalConfig,
-    HRLossConfig,
     Normalisation,
     PatchSampler,
     SamplingConfig,
-    TrainOptions,
-    bce_loss,
-    focal_tversky_loss,
-    hr_loss,
+    TrainConfig,
+    Trainer,
+    TrainingError,
     load_scene,
     window_fraction,
 )
@@ -42,57 +39,6 @@ def scene_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def scenes(scene_root):
     return load_scene(scene_root / "train-5")
-
-
-# ---- HR loss, each term against a value worked out by hand ---------------------------------------
-
-
-def test_bce_by_hand():
-    # sigmoid(0) = 1/2 for a rooftop, sigmoid(ln 3) = 3/4 for background:
-    # −(ln 1/2 + ln 1/4) / 2 = 1.5 ln 2.
-    logits = torch.tensor([0.0, math.log(3.0)])
-    target = torch.tensor([1.0, 0.0])
-    assert bce_loss(logits, target).item() == pytest.approx(1.5 * math.log(2.0), rel=1e-6)
-
-
-def test_focal_tversky_by_hand():
-    # P̂ = (.5, .75, .25, 0), P = (1, 0, 1, 0): Σ P·P̂ = 0.75, Σ P = 2, Σ P̂ = 1.5;
-    # denominator 0.4·2 + 0.6·1.5 = 1.7; FTL = (1 − 0.750001 / 1.700001)^0.5 = 0.7475448…
-    prob = torch.tensor([[0.5, 0.75], [0.25, 0.0]], dtype=torch.float64)
-    target = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-    expected = (1 - 0.750001 / 1.700001) ** 0.5
-    assert expected == pytest.approx(0.7475448, abs=1e-7)
-    assert focal_tversky_loss(prob, target).item() == pytest.approx(expected, rel=1e-12)
-
-
-def test_focal_tversky_weighs_as_printed():
-    # Eq. 2's denominator is TP + (1−β)·FN + β·FP: with β = 0.6 one false positive costs more than one
-    # false negative. The test pins the equation as printed (see the function's docstring).
-    target = torch.tensor([1.0, 1.0, 0.0, 0.0])
-    false_positive = focal_tversky_loss(torch.tensor([1.0, 1.0, 1.0, 0.0]), target)
-    false_negative = focal_tversky_loss(torch.tensor([1.0, 0.0, 0.0, 0.0]), target)
-    assert false_positive.item() == pytest.approx((1 - (2 + 1e-6) / (0.8 + 1.8 + 1e-6)) ** 0.5, rel=1e-6)
-    assert false_negative.item() == pytest.approx((1 - (1 + 1e-6) / (0.8 + 0.6 + 1e-6)) ** 0.5, rel=1e-6)
-
-
-def test_focal_tversky_perfect_prediction_has_finite_gradient():
-    target = torch.tensor([1.0, 0.0, 1.0])
-    prob = target.clone().requires_grad_(True)
-    loss = focal_tversky_loss(prob, target)
-    loss.backward()
-    assert loss.item() == pytest.approx(0.0, abs=1e-5)
-    assert torch.isfinite(prob.grad).all()
-
-
-def test_hr_loss_is_bce_plus_half_ftl():
-    logits = torch.tensor([[0.0, math.log(3.0)], [-math.log(3.0), 2.0]])
-    target = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    total, terms = hr_loss(logits, target)
-    assert set(terms) == {"bce", "ftl"}
-    assert total.item() == pytest.approx(terms["bce"].item() + 0.5 * terms["ftl"].item(), rel=1e-7)
-    prob = torch.sigmoid(logits)
-    assert terms["ftl"].item() == pytest.approx(focal_tversky_loss(prob, target).item())
-    assert HRLossConfig() == HRLossConfig(ftl_weight=0.5, eps=1e-6, gamma=0.5, beta=0.6)
 
 
 # ---- normalisation and patch sampling --------------------------------------------------------------
@@ -119,9 +65,9 @@ def test_window_fraction():
 
 def test_sampler_is_deterministic_for_a_seed(scenes):
     norm = Normalisation.from_product()
-    first = PatchSampler(scenes, norm, seed=3).batch(6)
-    again = PatchSampler(scenes, norm, seed=3).batch(6)
-    other = PatchSampler(scenes, norm, seed=4).batch(6)
+    first = PatchSampler(scenes, norm, seed=3).hr_batch(6)
+    again = PatchSampler(scenes, norm, seed=3).hr_batch(6)
+    other = PatchSampler(scenes, norm, seed=4).hr_batch(6)
     assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
     assert not torch.equal(first.x, other.x)
     assert first.x.shape == (6, 4, 64, 64) and first.y.shape == (6, 1, 256, 256)
@@ -139,7 +85,7 @@ def test_sampler_respects_the_built_rule_and_matches_labels(scenes):
         built = (scene.built[row:row + 64, col:col + 64] >= 0.5).mean()
         assert (built >= 0.10) == positive
         kinds.append(positive)
-        x, y = sampler.patch(index, row, col)
+        x, y, _ = sampler.window(index, row, col)
         assert np.array_equal(x, scene.s2[:, row:row + 64, col:col + 64])
         assert np.array_equal(y, scene.rooftops[4 * row:4 * row + 256, 4 * col:4 * col + 256])
     assert 0.1 < 1 - np.mean(kinds) < 0.4  # about the background share
@@ -149,7 +95,7 @@ def test_augmentation_moves_image_and_label_together(scenes):
     sampler = PatchSampler(scenes, Normalisation.from_product(), seed=1,
                            config=SamplingConfig(brightness=0.0, channel_gain=0.0))
     index, row, col, _ = sampler.draw()
-    x, y = sampler.patch(index, row, col)
+    x, y, _ = sampler.window(index, row, col)
     for _ in range(8):
         ax, ay = sampler.augment(x, y)
         # The label's 4×4 block sums follow the image pixels wherever the flip/rotation put them.
@@ -168,7 +114,7 @@ def _turn(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
 def test_colour_jitter_is_mild_and_spares_nir(scenes):
     sampler = PatchSampler(scenes, Normalisation.from_product(), seed=2)
     index, row, col, _ = sampler.draw()
-    x, y = sampler.patch(index, row, col)
+    x, y, _ = sampler.window(index, row, col)
     sampler.rng = np.random.default_rng(0)
     ax, _ = sampler.augment(x, y)
     sampler.rng = np.random.default_rng(0)
@@ -179,24 +125,85 @@ def test_colour_jitter_is_mild_and_spares_nir(scenes):
     assert np.array_equal(ax[3], turned[3])
 
 
-# ---- optimisation and the written checkpoint -------------------------------------------------------
+# ---- optimisation, resume and the written checkpoint ------------------------------------------
 
 
-def test_a_few_steps_on_a_fixed_batch_lower_the_loss(scenes):
+def test_low_resolution_stream_pairs_a_window_with_another_year(scenes):
+    config = SamplingConfig(augment=False)
+    sampler = PatchSampler(scenes, Normalisation.from_product(), seed=4, config=config)
+    batch = sampler.lr_batch(5)
+    assert batch.x.shape == batch.x_other_year.shape == (5, 4, 64, 64)
+    assert batch.built.shape == (5, 1, 64, 64) and set(torch.unique(batch.built).tolist()) <= {0.0, 1.0}
+    # Without augmentation, each pair is the same place in the two years of the scene.
+    norm = Normalisation.from_product()
+    sampler = PatchSampler(scenes, norm, seed=4, config=config)
+    for i in range(5):
+        index, row, col, _ = sampler.draw()
+        other = 1 - index  # two years: the other one
+        sampler.rng.integers(1)  # the choice among the other years, as lr_batch draws it
+        assert torch.equal(batch.x[i], torch.from_numpy(norm.apply(scenes[index].s2[:, row:row + 64, col:col + 64])))
+        assert torch.equal(batch.x_other_year[i],
+                           torch.from_numpy(norm.apply(scenes[other].s2[:, row:row + 64, col:col + 64])))
+        built = scenes[index].built[row:row + 64, col:col + 64] >= 0.5
+        assert torch.equal(batch.built[i, 0], torch.from_numpy(built.astype(np.float32)))
+
+
+def _probe(model: STSRSeg, hr, lr, negatives: torch.Tensor) -> dict[str, float]:
+    """The three losses on fixed batches, the TC one against fixed negatives (the bank moves on its own)."""
+    with torch.no_grad():
+        out_hr, out_lr = model(hr.x), model(lr.x)
+        positive = torch.nn.functional.normalize(model.represent(lr.x_other_year), dim=1)
+        anchor = torch.nn.functional.normalize(out_lr.z, dim=1)
+        return {"hr": hr_loss(out_hr.logits, hr.y)[0].item(),
+                "tc": info_nce(anchor, positive, negatives, 0.75).item(),
+                "sg": sg_loss(torch.cat([out_hr.prob_low, out_lr.prob_low]), torch.cat([hr.built, lr.built]))[0].item()}
+
+
+def test_every_loss_falls_on_a_fixed_batch(scenes):
     torch.manual_seed(0)
-    batch: Batch = PatchSampler(scenes, Normalisation.from_product(), seed=0).batch(2)
+    sampler = PatchSampler(scenes, Normalisation.from_product(), seed=0)
+    hr, lr = sampler.hr_batch(2), sampler.lr_batch(2)
+    others = sampler.lr_batch(4)  # other places: the fixed negatives of the probe
     model = STSRSeg(STSRSegConfig.small())
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
+    trainer = Trainer(model, TrainConfig(steps=20, batch_hr=2, batch_lr=2, lr=1e-2, threads=1))
+    model.train()
+    with torch.no_grad():
+        negatives = torch.nn.functional.normalize(model.represent(others.x), dim=1)
     # One thread: on a busy 2-core machine two threads spin against each other and run ~10× slower.
     with training.torch_threads(1):
-        for _ in range(10):
-            loss, _ = training.training_loss(model, batch)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-    assert losses[-1] < 0.9 * losses[0]
+        before = _probe(model, hr, lr, negatives)
+        steps = [trainer.fit(hr, lr) for _ in range(20)]
+        after = _probe(model, hr, lr, negatives)
+    assert set(steps[0]) >= {"hr", "bce", "ftl", "tc", "sg", "sg_ce", "sg_kl", "total"}
+    assert steps[-1]["total"] < steps[0]["total"]
+    for name in ("hr", "tc", "sg"):
+        assert after[name] < before[name], (name, before, after)
+
+
+def test_each_loss_alone_can_drive_training(scenes):
+    sampler = PatchSampler(scenes, Normalisation.from_product(), seed=1)
+    hr, lr, others = sampler.hr_batch(2), sampler.lr_batch(2), sampler.lr_batch(4)
+    with training.torch_threads(1):
+        for weights, name in (((1, 0, 0), "hr"), ((0, 1, 0), "tc"), ((0, 0, 1), "sg")):
+            torch.manual_seed(0)
+            loss = LossConfig(hr_weight=weights[0], tc_weight=weights[1], sg_weight=weights[2])
+            model = STSRSeg(STSRSegConfig.small())
+            trainer = Trainer(model, TrainConfig(batch_hr=2, batch_lr=2, lr=1e-2, loss=loss))
+            model.train()
+            with torch.no_grad():
+                negatives = torch.nn.functional.normalize(model.represent(others.x), dim=1)
+            before = _probe(model, hr, lr, negatives)[name]
+            for _ in range(12):
+                trainer.fit(hr if weights[0] or weights[2] else None, lr)
+            assert _probe(model, hr, lr, negatives)[name] < before, name
+
+
+def test_train_config_refuses_an_empty_stream_with_a_weight():
+    with pytest.raises(TrainingError, match="TC loss"):
+        TrainConfig(batch_lr=0)
+    with pytest.raises(TrainingError, match="HR loss"):
+        TrainConfig(batch_hr=0)
+    TrainConfig(batch_lr=0, loss=LossConfig(tc_weight=0))  # HR and SG only: fine
 
 
 def test_train_restores_the_thread_count():
@@ -206,38 +213,65 @@ def test_train_restores_the_thread_count():
     assert torch.get_num_threads() == before
 
 
-def test_train_writes_a_loadable_checkpoint_with_its_record(scene_root, tmp_path, capsys):
+TINY_TRAIN = dict(steps=4, batch_hr=2, batch_lr=2, lr=1e-3, seed=7, log_every=2, checkpoint_every=2, threads=1,
+                  warmup=1, schedule="cosine", evaluation=EvalConfig(windows=8, batch=8))
+
+
+def test_train_writes_a_loadable_checkpoint_with_its_record(scene_root, tmp_path):
     out = tmp_path / "ckpt" / "tiny.safetensors"
-    options = TrainOptions(evaluation=EvalConfig(windows=8, batch=8), warmup=1, command="python -m test")
-    result = training.train([scene_root / "train-5"], out, config=STSRSegConfig.small(), steps=3, batch=2, lr=1e-3,
-                            seed=7, log_every=2, threads=1, eval_scene_dir=scene_root / "eval-6", options=options)
-    logged = capsys.readouterr().out
-    assert "step 2 " in logged and "step 3 " in logged and "held-out" in logged
+    logged: list[str] = []
+    result = training.train([scene_root / "train-5"], out, config=TrainConfig(**TINY_TRAIN),
+                            eval_scene_dir=scene_root / "eval-6", command="mapgen train (test)", log=logged.append)
+    text = "\n".join(logged)
+    assert "step 2/4 " in text and "step 4/4 " in text and "held-out" in text
     model, info = load_checkpoint(out, sha256=result["sha256"], architecture="stsr-seg")
     assert STSRSegConfig.from_dict(info["config"]) == STSRSegConfig.small()
     assert info["normalisation"]["mean"] == list(Normalisation.from_product().mean)
     record = info["training"]
-    assert record["command"] == "python -m test" and record["scene_seeds"] == [5]
-    assert (record["steps"], record["batch"], record["lr"], record["seed"]) == (3, 2, 1e-3, 7)
-    assert record["loss"] == "bce + 0.5*focal_tversky"
-    assert [e["step"] for e in record["loss_curve"]] == [2, 3]
+    assert record["command"] == "mapgen train (test)" and record["scene_seeds"] == [5]
+    assert record["config"]["steps"] == 4 and record["config"]["loss"]["hr_weight"] == 200.0
+    assert [e["step"] for e in record["loss_curve"]] == [2, 4]
+    assert {"hr", "tc", "sg", "total"} <= set(record["loss_curve"][0])
+    per_step = [json.loads(line) for line in out.with_name("tiny.safetensors.losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in per_step] == [1, 2, 3, 4]
     metrics = info["metrics"]
     assert metrics["scene_seed"] == 6 and metrics["windows"]["windows"] == 8
     for part in (metrics["windows"], metrics["scene"]["model"], metrics["scene"]["product"]):
-        assert set(part) >= {"f1", "iou", "precision", "recall"} and 0 <= part["f1"] <= 1
+        assert set(part) >= {"f1", "iou", "oa", "recall", "precision"} and 0 <= part["f1"] <= 1
     assert json.loads(out.with_suffix(".json").read_text())["sha256"] == result["sha256"]
-    # Same seed, same scenes, same threads: the same weights, byte for byte.
-    again = training.train([scene_root / "train-5"], tmp_path / "again.safetensors", config=STSRSegConfig.small(),
-                           steps=3, batch=2, lr=1e-3, seed=7, log_every=2, threads=1, options=options)
-    assert again["sha256"] == result["sha256"]
+    assert not list(out.parent.glob("*.train-state.pt*"))  # the resumable state goes once the run ends
 
 
-def test_command_line_reuses_scenes_and_refuses_another(scene_root, tmp_path):
-    parser = training.build_parser()
-    args = parser.parse_args(["--scenes-dir", "x", "--out", "y.safetensors", "--years", "2016-2018",
-                              "--train-bounds", "1,2,3,4", "--config", "custom", "--sr-features", "8"])
-    assert args.years == [2016, 2017, 2018] and args.train_bounds == [(1.0, 2.0, 3.0, 4.0)]
-    assert training.model_config(args) == STSRSegConfig(**{**STSRSegConfig.small().to_dict(), "sr_features": 8})
+def test_an_interrupted_run_resumes_to_the_same_weights(scene_root, tmp_path):
+    config = TrainConfig(**TINY_TRAIN)
+    straight = training.train([scene_root / "train-5"], tmp_path / "a.safetensors", config=config, log=lambda m: None)
+    out = tmp_path / "b.safetensors"
+    partial = training.train([scene_root / "train-5"], out, config=config, stop_after=2, log=lambda m: None)
+    assert partial == {"step": 2} and not out.exists()
+    assert (tmp_path / "b.safetensors.train-state.pt").is_file()
+    logged: list[str] = []
+    resumed = training.train([scene_root / "train-5"], out, config=config, log=logged.append)
+    assert any("resuming from step 2" in line for line in logged)
+    assert resumed["sha256"] == straight["sha256"]
+    lines = out.with_name("b.safetensors.losses.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_a_state_of_other_settings_or_bytes_is_refused(scene_root, tmp_path):
+    out = tmp_path / "c.safetensors"
+    training.train([scene_root / "train-5"], out, config=TrainConfig(**TINY_TRAIN), stop_after=2, log=lambda m: None)
+    other = TrainConfig(**{**TINY_TRAIN, "lr": 5e-3})
+    with pytest.raises(TrainingError, match="other settings"):
+        training.train([scene_root / "train-5"], out, config=other, log=lambda m: None)
+    state = tmp_path / "c.safetensors.train-state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    state.write_bytes(bytes(data))
+    with pytest.raises(TrainingError, match="sha256"):
+        training.train([scene_root / "train-5"], out, config=TrainConfig(**TINY_TRAIN), log=lambda m: None)
+
+
+def test_scenes_are_reused_and_another_is_refused(scene_root):
     assert training.ensure_scene(scene_root / "train-5", TINY_BOUNDS, TINY_YEARS, 5, 32, print) == scene_root / \
         "train-5"
     with pytest.raises(ValueError, match="another scene"):
