@@ -253,6 +253,44 @@ def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bound
 
 
 @main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--reference", required=True, help="Ground truth: a raster or vector file; {year} in the path "
+              "gives one per year (e.g. scene/{year}/rooftops.tif).")
+@click.option("--years", type=YEARS, default=None, help="Years to evaluate (default: all of the run's).")
+@click.option("--compare", default=None, help="Another product (raster/vector, {year} allowed) for the R² of "
+              "foreground fractions (default: the reference).")
+@click.option("--cell", "cell_deg", default=0.1, show_default=True, help="Cell of the R² grid, in degrees.")
+@click.option("--source", default=None, help="The run's input source: adds the model's F1 on isolated windows.")
+@click.option("--checkpoint", default=None, help="Checkpoint for the window level (default: the product's).")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads for the window level.")
+@click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+def evaluate(out: str, reference: str, years: list[int] | None, compare: str | None, cell_deg: float,
+             source: str | None, checkpoint: str | None, threads: int, as_json: bool) -> None:
+    """Accuracy of a finished run's maps: Table 2 metrics per year, flicker before and after the vote,
+    R² of foreground fractions, and (with --source) window level against map level."""
+    from tqdm import tqdm  # noqa: I001
+
+    from .evaluate import EvaluationError, evaluate_run
+
+    bars = []  # made on the first block, so that a refusal prints its line alone
+
+    def on_progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="block", file=sys.stderr, dynamic_ncols=True, disable=as_json))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = evaluate_run(out, reference, years=years, compare=compare, cell_deg=cell_deg, source=source,
+                              checkpoint=checkpoint, threads=threads, progress=on_progress)
+    except (*_INPUT_ERRORS, EvaluationError) as exc:
+        _fail(exc)
+    finally:
+        for bar in bars:
+            bar.close()
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
+
+
+@main.command()
 def products() -> None:
     """List the products mapgen knows."""
     from mapgen.workflows import product_names
