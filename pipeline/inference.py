@@ -24,12 +24,11 @@ class ModelRef:
 
 _MODELS: dict[ModelRef, torch.nn.Module] = {}
 _LOCK = threading.Lock()
-load_count = 0  # how many times this process loaded a checkpoint (read by the tests)
+loads: dict[str, int] = {}  # sha256 → how many times this process loaded that checkpoint (read by the tests)
 
 
 def get_model(ref: ModelRef) -> torch.nn.Module:
     """The model of `ref`, loaded on first use in this process and kept for every later task."""
-    global load_count
     with _LOCK:
         model = _MODELS.get(ref)
         if model is None:
@@ -38,7 +37,7 @@ def get_model(ref: ModelRef) -> torch.nn.Module:
             model, _ = load_checkpoint(ref.path, sha256=ref.sha256, architecture=ref.architecture,
                                        device=ref.device)
             _MODELS[ref] = model
-            load_count += 1
+            loads[ref.sha256] = loads.get(ref.sha256, 0) + 1
         return model
 
 

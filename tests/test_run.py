@@ -106,11 +106,13 @@ def test_vote_applied_between_edge_years(reference):
     np.testing.assert_array_equal(final[-1], classes[-1])
 
 
-def test_models_load_once_per_worker(client, reference):
-    counts = client.run(lambda: __import__("mapgen.pipeline.inference", fromlist=["x"]).load_count)
-    assert len(counts) == 2
-    assert all(c <= 1 for c in counts.values()), counts
-    assert sum(counts.values()) >= 1
+def test_models_load_once_per_worker(client, reference, checkpoint):
+    sha256 = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    loads = client.run(lambda: dict(__import__("mapgen.pipeline.inference", fromlist=["x"]).loads))
+    assert len(loads) == 2
+    counts = [worker.get(sha256, 0) for worker in loads.values()]
+    assert all(c <= 1 for c in counts), loads
+    assert sum(counts) >= 1
 
 
 def test_same_command_skips_finished_work(client, scene, checkpoint, reference):
