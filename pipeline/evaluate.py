@@ -176,9 +176,7 @@ class IsolatedWindows:
 
     def predict(self, year: int, out_box: Box) -> np.ndarray:
         """(H, W) foreground of `out_box` (output grid), False where the input has no data."""
-        import torch
-
-        from .stitch import max_stitch
+        from .training.scoring import stitched_confidence
         from .windows import WindowLattice
 
         scale = self.run.scale
@@ -188,11 +186,7 @@ class IsolatedWindows:
         read, origins = lattice.covering(box)
         pixels = read_box(self.files.path(self.layer, year), self.run.input_grid, read)
         valid = np.isfinite(pixels).all(axis=0)
-        windows = lattice.extract(self.norm.apply(pixels), read, origins)
-        conf = np.concatenate([self.model.predict(torch.from_numpy(windows[i:i + self.batch]),
-                                                  batch_size=self.batch)[:, 0].numpy()
-                               for i in range(0, len(windows), self.batch)])
-        canvas = max_stitch(conf, origins, read, scale)
+        canvas = stitched_confidence(self.model, self.norm.apply(pixels), read, origins, lattice, self.batch)
         fg = (canvas > 0.5) & np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
         rows, cols = out_box.slices_in(read.scaled(scale))
         return fg[rows, cols]

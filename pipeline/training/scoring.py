@@ -43,22 +43,29 @@ def evaluate_windows(model: STSRSeg, sampler: PatchSampler, n: int, batch: int) 
 
 
 @torch.no_grad()
+def stitched_confidence(model: STSRSeg, image: np.ndarray, read: Box, origins: np.ndarray, lattice: WindowLattice,
+                        batch: int) -> np.ndarray:
+    """Sigmoid confidence over `read` (output resolution) from the windows at `origins` of a normalised
+    (C, H, W) image covering `read`, the maximum where windows overlap."""
+    model.eval()
+    windows = lattice.extract(image, read, origins)
+    conf = np.concatenate([
+        model.predict(torch.from_numpy(windows[i:i + batch]), batch_size=batch)[:, 0].numpy()
+        for i in range(0, len(windows), batch)
+    ])
+    return max_stitch(conf, origins, read, model.config.scale)
+
+
 def predict_scene(model: STSRSeg, x: np.ndarray, *, size: int, stride: int, batch: int) -> np.ndarray:
     """Confidence over a whole (C, H, W) normalised image, the pipeline's way: windows on a lattice, zero
     padding past the edges, the maximum where windows overlap; (sH, sW) float32."""
-    model.eval()
     scale = model.config.scale
     box = Box(0, 0, x.shape[1], x.shape[2])
     lattice = WindowLattice(size, stride)
     read, origins = lattice.covering(box)
     padded = np.zeros((x.shape[0], read.height, read.width), dtype=np.float32)
     padded[:, -read.row:-read.row + box.height, -read.col:-read.col + box.width] = x
-    windows = lattice.extract(padded, read, origins)
-    conf = np.concatenate([
-        model.predict(torch.from_numpy(windows[i:i + batch]), batch_size=batch)[:, 0].numpy()
-        for i in range(0, len(windows), batch)
-    ])
-    canvas = max_stitch(conf, origins, read, scale)
+    canvas = stitched_confidence(model, padded, read, origins, lattice, batch)
     rows, cols = box.scaled(scale).slices_in(read.scaled(scale))
     return canvas[rows, cols]
 
