@@ -196,6 +196,8 @@ def _seeds(text: str) -> list[int]:
               help="α:φ:ω of Eq. 7 for HR:TC:SG (paper: 200:1:5).")
 @click.option("--sg-mean", default=0.44, show_default=True, help="μ of the SG loss's reference Gaussian.")
 @click.option("--sg-std", default=0.01, show_default=True, help="σ of the SG loss's reference Gaussian.")
+@click.option("--sg-from-scenes", is_flag=True, help="Measure μ and σ on the training scenes' reference pairs "
+              "(the paper's §4.3 alternative) instead of --sg-mean/--sg-std.")
 @click.option("--seed", default=0, show_default=True, help="Seeds the weights and the window sampler.")
 @click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present).")
@@ -204,19 +206,20 @@ def _seeds(text: str) -> list[int]:
 def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bounds: tuple[str, ...], eval_seed: int,
           eval_bounds: str, years: list[int], arch: str, sr_features: int | None, sr_blocks: int | None,
           encoder_width: int | None, steps: int, batch_hr: int, batch_lr: int, lr: float, schedule: str, warmup: int,
-          loss_weights: str, sg_mean: float, sg_std: float, seed: int, threads: int, device: str, log_every: int,
-          checkpoint_every: int) -> None:
+          loss_weights: str, sg_mean: float, sg_std: float, sg_from_scenes: bool, seed: int, threads: int,
+          device: str, log_every: int, checkpoint_every: int) -> None:
     """Train STSR-Seg with the paper's HR, TC and SG losses on synthetic scenes; write a checkpoint.
 
     Interrupted, the same command goes on from its last saved state.
     """
+    import dataclasses
     import shlex
 
     import torch
 
     from mapgen.models import LossConfig, STSRSegConfig
 
-    from .training import TrainConfig, TrainingError, scenes_from_seeds
+    from .training import TrainConfig, TrainingError, rooftop_share_in_built, scenes_from_seeds
     from .training import train as run_training
     from .training.scenes import ensure_scene
 
@@ -242,6 +245,10 @@ def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bound
         train_dirs = scenes_from_seeds(root, _seeds(train_seeds), years,
                                        bounds=[_bounds(b) for b in train_bounds], log=log)
         eval_dir = ensure_scene(root / f"eval-{eval_seed}", _bounds(eval_bounds), years, eval_seed, 128, log)
+        if sg_from_scenes:
+            mean, std = rooftop_share_in_built(train_dirs)
+            log(f"SG reference from the training scenes: μ {mean:.4f}, σ {std:.4f}")
+            config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, sg_mean=mean, sg_std=std))
     except (*_INPUT_ERRORS, TrainingError, click.BadParameter) as exc:
         _fail(exc)
     command = shlex.join(["mapgen", "train", *sys.argv[2:]])

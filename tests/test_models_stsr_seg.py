@@ -37,7 +37,7 @@ def test_small_config_is_cheap():
     model = meta_model(STSRSegConfig.small())
     with FlopCounterMode(display=False) as counter:
         model.predict(torch.empty(1, 4, 64, 64, device="meta"))
-    assert counter.get_total_flops() < 0.08e9
+    assert counter.get_total_flops() < 0.65e9  # 1/270 of the paper's network
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CONFIG
 
 from mapgen.models import LossConfig, STSRSeg, STSRSegConfig, load_checkpoint
 from mapgen.models.losses import hr_loss, info_nce, sg_loss
@@ -164,7 +165,7 @@ def test_every_loss_falls_on_a_fixed_batch(scenes):
     sampler = PatchSampler(scenes, Normalisation.from_product(), seed=0)
     hr, lr = sampler.hr_batch(2), sampler.lr_batch(2)
     others = sampler.lr_batch(4)  # other places: the fixed negatives of the probe
-    model = STSRSeg(STSRSegConfig.small())
+    model = STSRSeg(STSRSegConfig(**TINY_CONFIG))
     trainer = Trainer(model, TrainConfig(steps=20, batch_hr=2, batch_lr=2, lr=1e-2, threads=1))
     model.train()
     with torch.no_grad():
@@ -187,7 +188,7 @@ def test_each_loss_alone_can_drive_training(scenes):
         for weights, name in (((1, 0, 0), "hr"), ((0, 1, 0), "tc"), ((0, 0, 1), "sg")):
             torch.manual_seed(0)
             loss = LossConfig(hr_weight=weights[0], tc_weight=weights[1], sg_weight=weights[2])
-            model = STSRSeg(STSRSegConfig.small())
+            model = STSRSeg(STSRSegConfig(**TINY_CONFIG))
             trainer = Trainer(model, TrainConfig(batch_hr=2, batch_lr=2, lr=1e-2, loss=loss))
             model.train()
             with torch.no_grad():
@@ -196,6 +197,23 @@ def test_each_loss_alone_can_drive_training(scenes):
             for _ in range(12):
                 trainer.fit(hr if weights[0] or weights[2] else None, lr)
             assert _probe(model, hr, lr, negatives)[name] < before, name
+
+
+def test_a_collapsed_temporal_head_is_recognised(scenes):
+    sampler = PatchSampler(scenes, Normalisation.from_product(), seed=2)
+    lr = sampler.lr_batch(4)
+    loss = LossConfig(hr_weight=0, tc_weight=1, sg_weight=0)
+    with training.torch_threads(1):
+        healthy, dead = (Trainer(STSRSeg(STSRSegConfig(**TINY_CONFIG)), TrainConfig(batch_hr=0, batch_lr=4, loss=loss))
+                         for _ in range(2))
+        with torch.no_grad():  # every ReLU of the head dead: z = fc2's bias, whatever the input
+            dead.model.temporal.fc1.weight.zero_()
+            dead.model.temporal.fc1.bias.fill_(-1.0)
+        runs = [[{"tc": t.fit(None, lr)["tc"]} for _ in range(8)][4:] for t in (healthy, dead)]  # bank full
+    assert training.tc_collapsed(runs[1], 16)
+    assert runs[1][-1]["tc"] == pytest.approx(np.log(17), abs=1e-5)
+    assert not training.tc_collapsed(runs[0], 16)
+    assert not training.tc_collapsed([], 16) and not training.tc_collapsed([{"hr": 1.0}], 16)
 
 
 def test_train_config_refuses_an_empty_stream_with_a_weight():
@@ -276,3 +294,19 @@ def test_scenes_are_reused_and_another_is_refused(scene_root):
         "train-5"
     with pytest.raises(ValueError, match="another scene"):
         training.ensure_scene(scene_root / "train-5", TINY_BOUNDS, TINY_YEARS, 9, 32, print)
+
+
+def test_sg_reference_from_scenes_is_the_rooftop_share_of_built_pixels(scene_root):
+    dirs = [scene_root / "train-5", scene_root / "eval-6"]
+    mean, std = training.rooftop_share_in_built(dirs)
+    shares = []
+    for year in (y for d in dirs for y in load_scene(d)):
+        h, w = year.built.shape
+        for r in range(h):  # pixel by pixel, the plain way
+            for c in range(w):
+                if np.nan_to_num(year.built[r, c]) >= 0.5:
+                    shares.append(year.rooftops[4 * r:4 * r + 4, 4 * c:4 * c + 4].mean())
+    assert len(shares) > 100
+    assert mean == pytest.approx(np.mean(shares), abs=1e-9)
+    assert std == pytest.approx(np.std(shares), abs=1e-9)
+    assert 0.0 < mean < 1.0 and std > 0.05  # a spread far wider than the paper's σ = 0.01

@@ -11,12 +11,13 @@ from .scenes import (
     SceneYear,
     ensure_scene,
     load_scene,
+    rooftop_share_in_built,
     scene_info,
     scene_record,
     scenes_from_seeds,
 )
 from .scoring import EvalConfig, evaluate_held_out, evaluate_scene, evaluate_windows, predict_scene
-from .trainer import TrainConfig, Trainer, TrainingError, learning_rate, torch_threads, train
+from .trainer import TrainConfig, Trainer, TrainingError, learning_rate, tc_collapsed, torch_threads, train
 
 __all__ = [
     "DEFAULT_EVAL_BOUNDS",
@@ -40,9 +41,11 @@ __all__ = [
     "learning_rate",
     "load_scene",
     "predict_scene",
+    "rooftop_share_in_built",
     "scene_info",
     "scene_record",
     "scenes_from_seeds",
+    "tc_collapsed",
     "torch_threads",
     "train",
     "window_fraction",

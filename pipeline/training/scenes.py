@@ -92,6 +92,33 @@ def load_scene(scene_dir: str | Path, years: Sequence[int] | None = None) -> lis
     return out
 
 
+def rooftop_share_in_built(scene_dirs: Sequence[str | Path], *, built_threshold: float = 0.5
+                           ) -> tuple[float, float]:
+    """μ and σ of the rooftop share of built 10 m pixels, pooled over every year of the scenes.
+
+    This is the SG loss's reference Gaussian "statistically obtained from our training set where both
+    the high-resolution and low-resolution references are available" (CBRA §4.3, Fig. A3): per 10 m
+    pixel whose built probability is ≥ built_threshold, the share of its s×s pixels that are rooftop.
+    """
+    n, total, squares = 0, 0.0, 0.0
+    for scene_dir in scene_dirs:
+        info = scene_info(scene_dir)
+        s = int(info["scale"])
+        for year in info["years"]:
+            ydir = Path(scene_dir) / str(year)
+            built = np.nan_to_num(_read(ydir / "built.tif")[0], nan=0.0) >= built_threshold
+            h, w = built.shape
+            roofs = _read(ydir / "rooftops.tif")[0] > 0
+            share = roofs.reshape(h, s, w, s).mean(axis=(1, 3))[built]
+            n += share.size
+            total += float(share.sum())
+            squares += float(np.square(share).sum())
+    if n == 0:
+        raise ValueError("no built pixels in the training scenes: cannot measure the SG reference")
+    mean = total / n
+    return mean, float(np.sqrt(max(squares / n - mean * mean, 0.0)))
+
+
 def ensure_scene(out_dir: Path, bounds: Bounds, years: Sequence[int], seed: int, margin_px: int,
                  log: Log = print) -> Path:
     """Generate a scene unless the directory already holds this very one; refuse a different one."""

@@ -223,6 +223,15 @@ def _fingerprint(config: STSRSegConfig, train: TrainConfig, scene_dirs: Sequence
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def tc_collapsed(records: list[dict[str, float]], bank_size: int, tol: float = 1e-4) -> bool:
+    """Whether every step's TC loss sat at log(1 + N): what InfoNCE gives when all representations are
+    the same vector (e.g. every ReLU of the temporal head dead after too large a learning rate), so that
+    the loss, and its gradient, no longer depend on the input."""
+    chance = math.log(1 + bank_size)
+    values = [r["tc"] for r in records if "tc" in r]
+    return bool(values) and all(abs(v - chance) < tol for v in values)
+
+
 def _mean_terms(records: list[dict[str, float]]) -> dict[str, float]:
     keys = [k for k in records[0] if k != "step"]
     return {k: round(float(np.mean([r[k] for r in records])), 5) for k in keys}
@@ -286,6 +295,9 @@ def _train(scene_dirs: list[Path], out_path: Path, model_config: STSRSegConfig, 
                 log(f"step {trainer.step}/{config.steps} " + " ".join(f"{k} {v}" for k, v in
                                                                      _mean_terms(recent).items())
                     + f" ({time.perf_counter() - started:.0f} s)")
+                if tc_collapsed(recent, config.loss.bank_size):
+                    log(f"warning: the TC loss has sat at log(1 + {config.loss.bank_size}) for {len(recent)} steps: "
+                        "the temporal representations have collapsed to one vector; try a lower --lr")
             if trainer.step % config.checkpoint_every == 0 or trainer.step == last:
                 per_step.flush()
                 save()
