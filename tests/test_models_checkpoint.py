@@ -123,7 +123,7 @@ def test_missing_and_unexpected_keys_are_summarised(tmp_path):
 def test_a_config_that_does_not_fit_the_weights_is_refused(tmp_path):
     path = tmp_path / "m.safetensors"
     init_checkpoint(SMALL, path, seed=0)
-    write_sidecar(path, "stsr-seg", STSRSegConfig(**{**SMALL.to_dict(), "sr_features": 8}))
+    write_sidecar(path, "stsr-seg", STSRSegConfig(**{**SMALL.to_dict(), "sr_features": 2 * SMALL.sr_features}))
     assert "has shape" in refusal(path)
     with pytest.raises(ValueError, match="does not match its config"):
         save_checkpoint(STSRSeg(SMALL), STSRSegConfig.full(), tmp_path / "n.safetensors", meta={})
