@@ -75,6 +75,20 @@ def _region_digest(region: BaseGeometry) -> str:
     return hashlib.sha256(region.wkb).hexdigest()[:16]
 
 
+# What an interrupted writer leaves: hidden names ending so (markers, manifest, report, tiles, VRTs).
+SCRATCH_SUFFIXES = (".tmp", ".partial", ".scratch.tif", ".partial.tif")
+
+
+def sweep_scratch(out_dir: Path) -> list[Path]:
+    """Remove the scratch files a killed run left in out_dir and its run folder (never a final name)."""
+    run_dir = out_dir / RUN_DIR
+    found = [p for p in (*out_dir.glob(".*"), *run_dir.rglob(".*"))
+             if p.is_file() and p.name.endswith(SCRATCH_SUFFIXES)]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
 def _check_manifest(run_dir: Path, manifest: dict) -> None:
     path = run_dir / "manifest.json"
     if path.exists():
@@ -83,6 +97,7 @@ def _check_manifest(run_dir: Path, manifest: dict) -> None:
         if changed:
             raise RunError(f"{run_dir}: made by another command ({', '.join(changed)} differ); "
                            "give another --out or remove it")
+        sweep_scratch(run_dir.parent)  # the same run again: what its killed writers left goes
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".manifest.json.tmp")

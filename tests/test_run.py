@@ -165,18 +165,19 @@ def test_resume_after_kill(scene, checkpoint, reference, region_file, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(1)
-    finished_before = {p.name: p.stat().st_mtime_ns for p in predicted.glob("*")}
+    finished_before = {p.name: p.stat().st_mtime_ns for p in predicted.glob("[!.]*")}
     assert 3 <= len(finished_before) < 4 * len(YEARS)
     for path in out.glob("CBRA_*.tif"):  # anything under a final name is a complete, valid COG
         assert cog_validate(str(path), quiet=True)[0]
 
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    after = {p.name: p.stat().st_mtime_ns for p in predicted.glob("*")}
+    after = {p.name: p.stat().st_mtime_ns for p in predicted.glob("[!.]*")}
     assert all(after[name] == mtime for name, mtime in finished_before.items())  # not recomputed
     assert len(after) == 4 * len(YEARS)
     assert _digest(out) == _digest(reference)
     assert not list(out.glob(".*"))  # no scratch or partial files left behind
+    assert not [p for p in (out / RUN_DIR).rglob(".*") if p.name.endswith(".tmp")]  # nor half-written markers
 
 
 def test_cli_runs_on_an_existing_scheduler(client, scene, checkpoint, reference, region_file, tmp_path):
@@ -194,3 +195,22 @@ def test_cli_runs_on_an_existing_scheduler(client, scene, checkpoint, reference,
     assert "tiles written 3" in result.stderr
     assert _digest(out) == _digest(reference)
     assert len(client.scheduler_info()["workers"]) == 2  # the cluster is still there
+
+
+def test_a_resumed_run_sweeps_what_killed_writers_left(tmp_path):
+    """A SIGKILL between writing a scratch file and renaming it leaves the scratch; the next run removes
+    exactly those, never a final name or a store's own hidden files."""
+    from mapgen.pipeline.run import sweep_scratch
+
+    run = tmp_path / RUN_DIR
+    (run / "state" / "predict").mkdir(parents=True)
+    (run / "store.zarr").mkdir()
+    scratch = [run / "state" / "predict" / ".r1c2-2016.123.tmp", tmp_path / ".CBRA_2016_E115N40.tif.9.scratch.tif",
+               tmp_path / ".CBRA_2016_E115N40.tif.9.partial.tif", tmp_path / ".CBRA_2016.vrt.9.partial",
+               run / ".manifest.json.tmp"]
+    kept = [run / "state" / "predict" / "r1c2-2016", tmp_path / "CBRA_2016_E115N40.tif", run / "store.zarr" / ".zattrs",
+            run / "manifest.json"]
+    for path in scratch + kept:
+        path.write_text("x")
+    assert sorted(sweep_scratch(tmp_path)) == sorted(scratch)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in scratch)
