@@ -82,42 +82,98 @@ def plan(product: str, years: list[int], region: str, block_size: str | None, as
         click.echo(f"  {name}")
 
 
+SOURCE_HELP = ("Where the inputs come from: a pattern like data/{year}/{layer}.tif or imagery/rgbn_{year}.tif, a "
+               "raster, a STAC catalog (dir or .json), a STAC API URL, ee://PROJECT (Earth Engine), or an input "
+               "cache made by mapgen fetch.")
+
+
+def _source_options(fn):
+    opts = [
+        click.option("--source", required=True, help=SOURCE_HELP),
+        click.option("--mask", default=None, help="Source of the mask input (e.g. built) when --source lacks it "
+                     "or to replace it: a raster, a pattern, a catalog, or 'none' to skip the mask step."),
+        click.option("--bands", default=None, help="The image file's bands in file order, e.g. red,green,blue,nir "
+                     "(names: B2 B3 B4 B8 or blue green red nir)."),
+        click.option("--scale", type=float, default=None, help="Image values = DN × scale + offset "
+                     "(default: the file's own scale; integer data needs one)."),
+        click.option("--offset", type=float, default=None, help="See --scale."),
+        click.option("--nodata", type=float, default=None, help="The image file's no-data value, if it does not "
+                     "declare one."),
+        click.option("--collection", default="sentinel-2-l2a", show_default=True,
+                     help="STAC collection of the scenes."),
+        click.option("--cloud-cover", default=20.0, show_default=True,
+                     help="STAC scenes with eo:cloud_cover at or above this (%%) are left out (paper: 20)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _inputs(spec, years: list[int], source: str, mask: str | None, bands: str | None, scale: float | None,
+            offset: float | None, nodata: float | None, collection: str, cloud_cover: float):
+    from .sources import BandMap, open_inputs
+
+    order = tuple(b.strip() for b in bands.split(",")) if bands else None
+    return open_inputs(spec, source, years, mask=mask, bands=BandMap(order, scale, offset, nodata),
+                       collection=collection, cloud_cover=cloud_cover)
+
+
+def _client(scheduler: str | None, workers: int, threads_per_worker: int):
+    from .run import local_client
+
+    if scheduler:
+        from distributed import Client
+
+        return Client(scheduler)
+    return local_client(workers, threads_per_worker)
+
+
+def _progress_bar(enabled: bool, unit: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def _cluster_options(fn):
+    fn = click.option("--scheduler", default=None, help="Address of an existing Dask scheduler instead of a "
+                      "local one.")(fn)
+    fn = click.option("--threads-per-worker", default=1, show_default=True)(fn)
+    fn = click.option("--workers", default=2, show_default=True, help="Worker processes of the local Dask "
+                      "cluster.")(fn)
+    return fn
+
+
 @main.command()
 @_common
-@click.option("--source", required=True, help="STAC catalog (dir or .json) or a pattern like data/{year}/{layer}.tif")
+@_source_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder for the tiles.")
-@click.option("--workers", default=2, show_default=True, help="Worker processes of the local Dask cluster.")
-@click.option("--threads-per-worker", default=1, show_default=True)
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler instead of a local one.")
+@_cluster_options
 @click.option("--checkpoint", default=None, help="Checkpoint path or bundled name (default: the product's).")
 @click.option("--device", default="cpu", show_default=True, help="torch device of the workers, e.g. cuda.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def run(product: str, years: list[int], region: str, block_size: str | None, source: str, out: str,
-        workers: int, threads_per_worker: int, scheduler: str | None, checkpoint: str | None, device: str,
-        progress: bool) -> None:
+def run(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
+        bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
+        cloud_cover: float, out: str, workers: int, threads_per_worker: int, scheduler: str | None,
+        checkpoint: str | None, device: str, progress: bool) -> None:
     """Produce the product's tiles over a region and years."""
-    from .run import RunError, execute, local_client, prepare
+    from .run import RunError, execute, prepare
 
     try:
         spec = load_product(product)
-        ctx, the_plan = prepare(spec, load_region(region), years, source, out, checkpoint=checkpoint,
+        inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
+        ctx, the_plan = prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint,
                                 block_size=block_size, device=device)
     except (*_INPUT_ERRORS, RunError) as exc:
         _fail(exc)
     summary = the_plan.summary()
     click.echo(f"{spec.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × {len(years)} year(s) "
                f"→ {out}", err=True)
-    if scheduler:
-        from distributed import Client
-
-        client = Client(scheduler)
-    else:
-        client = local_client(workers, threads_per_worker)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=0, unit="task", file=sys.stderr, dynamic_ncols=True)
+    for line in ctx.warnings:
+        click.echo(f"mapgen: warning: {line}", err=True)
+    client = _client(scheduler, workers, threads_per_worker)
+    bar = _progress_bar(progress, "task")
 
     def on_progress(done: int, total: int, kind: str) -> None:
         if bar is not None:
@@ -137,20 +193,68 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
 
 
 @main.command()
+@_common
+@_source_options
+@click.option("--cache", required=True, type=click.Path(file_okay=False), help="Folder of the input cache "
+              "(a Zarr v3 store); give it to mapgen run as --source.")
+@_cluster_options
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def fetch(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
+          bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
+          cloud_cover: float, cache: str, workers: int, threads_per_worker: int, scheduler: str | None,
+          progress: bool) -> None:
+    """Fetch the inputs of every block-year into a local Zarr cache (resumable, parallel)."""
+    from .fetch import execute_fetch, prepare_fetch
+
+    try:
+        spec = load_product(product)
+        inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
+        job = prepare_fetch(spec, load_region(region), years, inputs, cache, block_size=block_size)
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
+    for line in job.warnings:
+        click.echo(f"mapgen: warning: {line}", err=True)
+    client = _client(scheduler, workers, threads_per_worker)
+    bar = _progress_bar(progress, "piece")
+
+    def on_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        report = execute_fetch(client, job, progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+        client.close()
+    click.echo(report.summary(), err=True)
+    click.echo(f"run with: mapgen run ... --source {cache}", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--region", required=True, type=click.Path(dir_okay=False))
 @click.option("--years", required=True, type=YEARS)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True)
-def synth(region: str, years: list[int], out: str, seed: int) -> None:
+@click.option("--scenes", default=0, show_default=True, help="Also write this many cloudy Sentinel-2-like scenes "
+              "a year (plus one over the cloud limit) as a STAC catalog in OUT/scenes.")
+def synth(region: str, years: list[int], out: str, seed: int, scenes: int) -> None:
     """Make a synthetic multi-year scene over a region (COGs + a STAC catalog), usable as --source."""
     from .synthetic import generate_scene
+    from .synthetic.scenes import write_scene_catalog
 
     try:
         geometry = load_region(region)
         generate_scene(geometry.bounds, years, out, seed=seed, progress=lambda msg: click.echo(msg, err=True))
+        if scenes:
+            write_scene_catalog(out, Path(out) / "scenes", years, per_year=scenes, seed=seed)
     except _INPUT_ERRORS as exc:
         _fail(exc)
-    click.echo(f"scene written to {Path(out)} (catalog.json, synth.json)", err=True)
+    click.echo(f"scene written to {Path(out)} (catalog.json, synth.json"
+               f"{', scenes/catalog.json' if scenes else ''})", err=True)
 
 
 def _bounds(text: str) -> tuple[float, float, float, float]:

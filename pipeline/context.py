@@ -9,7 +9,7 @@ from mapgen.tiles import TileScheme
 from mapgen.workflows import Product
 
 from .inference import ModelRef
-from .sources import LayerFiles
+from .sources import Inputs
 from .windows import WindowLattice
 
 
@@ -25,13 +25,15 @@ def tile_scheme(product: Product, block_size: str | float | None = None) -> Tile
 class RunContext:
     product: Product
     scheme: TileScheme
-    source: LayerFiles
+    inputs: Inputs
     model: ModelRef
     years: tuple[int, ...]
     run_dir: str
     out_dir: str
     store_path: str
     store_extent: tuple[int, int, int, int]  # output-grid box of the run store
+    coverage: dict[str, dict[int, float]] | None = None  # share of the region with data, per input and year
+    warnings: tuple[str, ...] = ()
 
     @property
     def lattice(self) -> WindowLattice:

@@ -160,16 +160,16 @@ class IsolatedWindows:
         from mapgen.models import load_checkpoint
 
         from .checkpoints import resolve_checkpoint
-        from .sources import open_source
+        from .sources import open_inputs
         from .training.scenes import Normalisation
 
         product = run.product
         path, sha256 = resolve_checkpoint(checkpoint or product.model.checkpoint, product.model.architecture)
         self.model = load_checkpoint(path, sha256=sha256, architecture=product.model.architecture)[0].eval()
         self.sha256 = sha256
-        self.files = open_source(source)
+        self.inputs = open_inputs(product, source, run.years, mask="none")  # the model sees the image only
         image = product.image_input
-        self.layer, self.bands = image.name, image.bands
+        self.image = image
         self.norm = Normalisation(tuple(image.bands), tuple(image.mean), tuple(image.std))
         self.run, self.size, self.batch = run, product.window.size, product.window.batch
         torch.set_num_threads(threads)
@@ -184,7 +184,7 @@ class IsolatedWindows:
                   -(-out_box.width // scale))
         lattice = WindowLattice(self.size, self.size)
         read, origins = lattice.covering(box)
-        pixels = read_box(self.files.path(self.layer, year), self.run.input_grid, read)
+        pixels = self.inputs.read(self.image, year, self.run.input_grid, read)
         valid = np.isfinite(pixels).all(axis=0)
         canvas = stitched_confidence(self.model, self.norm.apply(pixels), read, origins, lattice, self.batch)
         fg = (canvas > 0.5) & np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)

@@ -60,12 +60,15 @@ def check_steps(post: tuple[StepSpec, ...], temporal: tuple[StepSpec, ...], wher
 
 
 def apply_post(steps: tuple[StepSpec, ...], conf: np.ndarray, valid: np.ndarray,
-               layer_with_halo: Callable[[str], np.ndarray], scale: int) -> np.ndarray:
-    """Class codes of one block-year from its confidence; `layer_with_halo(name)` reads a mask layer."""
+               layer_with_halo: Callable[[str], np.ndarray | None], scale: int) -> np.ndarray:
+    """Class codes of one block-year from its confidence; `layer_with_halo(name)` reads a mask layer, or
+    gives None when the user switched it off (the step is then skipped)."""
     codes = kernels.threshold(conf, valid, float(steps[0]["threshold"]), scale)
     for step in steps[1:]:
         if step.kernel == "mask":
             layer = layer_with_halo(step["layer"])
+            if layer is None:
+                continue
             codes = kernels.mask_below(codes, layer, float(step["threshold"]), scale)
     return codes
 

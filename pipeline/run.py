@@ -28,7 +28,7 @@ from .context import RunContext, tile_scheme
 from .export import write_vrt
 from .inference import ModelRef, PreloadModel
 from .post import check_product
-from .sources import check_source, open_source
+from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .store import RunStore, is_done
 from .tasks import block_year_key, export_tile_year, predict_block_year, vote_block
 
@@ -57,6 +57,9 @@ class RunReport:
     area_km2: float = 0.0
     checkpoint_sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)  # where each input came from ('none': switched off)
+    coverage: dict[str, dict[int, float]] = field(default_factory=dict)  # share of the region with data
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         rate = self.area_km2 * len(self.years) / self.seconds if self.seconds else 0.0
@@ -66,6 +69,7 @@ class RunReport:
             f"  tiles written {len(self.tiles_written)}, skipped {self.tiles_skipped}",
             f"  {self.windows} windows, {self.seconds:.1f} s, {rate:.2f} km²·year/s",
         ]
+        lines += [f"  warning: {w}" for w in self.warnings]
         if self.failed:
             lines.append(f"  FAILED {len(self.failed)}: " + "; ".join(self.failed[:5]))
         return "\n".join(lines)
@@ -105,23 +109,23 @@ def _check_manifest(run_dir: Path, manifest: dict) -> None:
     os.replace(tmp, path)
 
 
-def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str,
+def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str | Inputs,
             out_dir: str | Path, *, checkpoint: str | None = None, block_size: str | float | None = None,
             device: str = "cpu") -> tuple[RunContext, Plan]:
-    """Everything that can refuse the run, before any work: product chain, plan, source, checkpoint."""
+    """Everything that can refuse the run, before any work: product chain, plan, sources, checkpoint.
+    `source` is a `--source` string (its own inputs only) or the `Inputs` of `open_inputs`."""
     check_product(product)
     scheme = tile_scheme(product, block_size)
     plan = plan_region(region, scheme, years)
-    layers = {spec.name: len(spec.bands) for spec in product.inputs}
-    files = open_source(source)
-    check_source(files, layers, plan.years, region.bounds)
+    inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)
+    coverage = check_inputs(inputs, product, plan.years, region.bounds)
     ckpt_path, sha256 = resolve_checkpoint(checkpoint or product.model.checkpoint, product.model.architecture)
     out_dir = Path(out_dir).resolve()
     run_dir = out_dir / RUN_DIR
     manifest = {
         "product": product.name, "years": list(plan.years), "region": _region_digest(region),
         "block_size": str(scheme.block_size), "checkpoint_sha256": sha256,
-        "source": files.description,
+        "source": inputs.describe(),
     }
     _check_manifest(run_dir, manifest)
     scale = scheme.scale
@@ -131,10 +135,11 @@ def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int
     extent = extent.scaled(scale)
     store = RunStore.open(run_dir / "store.zarr", extent, plan.years, scheme.block_px * scale)
     ctx = RunContext(
-        product=product, scheme=scheme, source=files,
+        product=product, scheme=scheme, inputs=inputs,
         model=ModelRef(str(ckpt_path), sha256, product.model.architecture, device),
         years=plan.years, run_dir=str(run_dir), out_dir=str(out_dir), store_path=store.path,
         store_extent=(extent.row, extent.col, extent.height, extent.width),
+        coverage=coverage, warnings=tuple(coverage_warnings(coverage, inputs)),
     )
     return ctx, plan
 
@@ -177,7 +182,8 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     report = RunReport(product=ctx.product.name, years=list(ctx.years), tiles=len(plan.tiles),
                        blocks=len(plan.blocks), checkpoint_sha256=ctx.model.sha256,
                        area_km2=plan.summary()["area_km2"],
-                       versions={p: version(p) for p in ("mapgen", "torch", "rasterio", "dask", "zarr")})
+                       versions={p: version(p) for p in ("mapgen", "torch", "rasterio", "dask", "zarr")},
+                       inputs=ctx.inputs.describe(), coverage=ctx.coverage or {}, warnings=list(ctx.warnings))
     pending = deque(plan.tiles)
     running = as_completed()
     in_flight = 0

@@ -21,6 +21,10 @@ from .sources import open_box
 from .stitch import max_stitch
 from .store import RunStore, is_done, mark_done
 
+# Chunks of a block's read: one or two per side (a 0.1° block + halo is ~1,250 px); every chunk is one
+# source request, which for STAC and Earth Engine is a search or an HTTP call.
+CHUNK = 1024
+
 
 def _store(ctx: RunContext) -> RunStore:
     return RunStore(ctx.store_path, Box(*ctx.store_extent), ctx.years, ctx.scheme.block_px * ctx.scheme.scale)
@@ -42,8 +46,7 @@ def predict_block_year(ctx: RunContext, block: Block, year: int) -> dict:
     image = product.image_input
     lattice = ctx.lattice
     read, origins = lattice.covering(block.box)
-    pixels = _load(open_box(ctx.source.path(image.name, year), block.grid, read, bands=image.bands,
-                            name=image.name))
+    pixels = _load(open_box(ctx.inputs.source(image.name), image, year, block.grid, read, chunks=CHUNK))
     valid = np.isfinite(pixels).all(axis=0)
     mean = np.asarray(image.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(image.std, dtype=np.float32)[:, None, None]
@@ -63,8 +66,12 @@ def predict_block_year(ctx: RunContext, block: Block, year: int) -> dict:
     vrows, vcols = block.box.slices_in(read)
     block_valid = valid[vrows, vcols]
 
-    def layer_with_halo(name: str) -> np.ndarray:
-        return _load(open_box(ctx.source.path(name, year), block.grid, block.box.grown(1), name=name))[0]
+    def layer_with_halo(name: str) -> np.ndarray | None:
+        if name in ctx.inputs.absent:
+            return None  # switched off by the user: the step is skipped
+        spec = product.input(name)
+        return _load(open_box(ctx.inputs.source(name), spec, year, block.grid, block.box.grown(1),
+                              chunks=CHUNK))[0]
 
     codes = apply_post(product.post, conf, block_valid, layer_with_halo, scale)
     _store(ctx).write("classes", year, out_box, codes)

@@ -60,7 +60,7 @@ def test_empty_region(tmp_path, scene, checkpoint, out):
 
 def test_region_outside_every_source(tmp_path, scene, checkpoint, out):
     far = write_region(tmp_path / "far.geojson", region_box(west=10.0, south=50.0))
-    assert_refused(run_args(far, scene, out, checkpoint), out, "lies outside every raster")
+    assert_refused(run_args(far, scene, out, checkpoint), out, "lies outside every 's2' raster")
 
 
 def test_unknown_product(region_file, scene, checkpoint, out):
@@ -70,7 +70,7 @@ def test_unknown_product(region_file, scene, checkpoint, out):
 
 def test_years_the_source_lacks(region_file, scene, checkpoint, out):
     assert_refused(run_args(region_file, scene, out, checkpoint, years="2015-2017"), out,
-                   "no 's2' for 2015", "2016–2018")
+                   "no 's2' raster for 2015", "2016–2018")
 
 
 def copy_as_files(scene: Path, files: Path) -> str:

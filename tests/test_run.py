@@ -214,3 +214,131 @@ def test_a_resumed_run_sweeps_what_killed_writers_left(tmp_path):
         path.write_text("x")
     assert sorted(sweep_scratch(tmp_path)) == sorted(scratch)
     assert all(p.exists() for p in kept) and not any(p.exists() for p in scratch)
+
+
+# --------------------------------------------------------------------------------------------------
+# Other sources (issue 4): STAC scenes, a declared RGBN file in UTM, the input cache of mapgen fetch
+
+
+def _agreement(a: Path, b: Path) -> dict[str, float]:
+    """Per tile: the share of pixels with the same value and mask."""
+    ta, tb = tiles(a), tiles(b)
+    assert sorted(ta) == sorted(tb)
+    return {name: float(((ta[name][0] == tb[name][0]) & (ta[name][1] == tb[name][1])).mean()) for name in ta}
+
+
+# The STAC path rebuilds the composite from uint16 DN (reflectance rounded to 1e-4); a confidence that
+# sits within that rounding of 0.5 may flip. Measured: 99.99 % or more of the pixels equal.
+STAC_AGREEMENT = 0.999
+
+
+def test_stac_scenes_give_the_same_tiles_as_the_files(client, scene, checkpoint, reference, tmp_path):
+    from mapgen.pipeline.sources import open_inputs
+    from mapgen.pipeline.synthetic.scenes import write_scene_catalog
+
+    catalog = write_scene_catalog(scene, tmp_path / "scenes", YEARS, per_year=3, seed=5)
+    inputs = open_inputs(PRODUCT, str(catalog), YEARS, mask=f"{scene}/{{year}}/built.tif")
+    out = tmp_path / "out"
+    ctx, plan = prepare(PRODUCT, region_box(), YEARS, inputs, out, checkpoint=str(checkpoint), block_size=TEST_BLOCK)
+    report = execute(client, ctx, plan)
+    assert not report.failed, report.failed
+    assert report.inputs["s2"].startswith("STAC ") and "built.tif" in report.inputs["built"]
+    for name, share in _agreement(reference, out).items():
+        assert share >= STAC_AGREEMENT, (name, share)
+        assert cog_validate(str(out / name), quiet=True)[0]
+
+
+def test_cache_of_mapgen_fetch_gives_identical_tiles_and_resumes(client, scene, checkpoint, reference, tmp_path):
+    from mapgen.pipeline.fetch import execute_fetch, prepare_fetch
+    from mapgen.pipeline.sources import SourceError
+
+    cache = tmp_path / "cache"
+    job = prepare_fetch(PRODUCT, region_box(), YEARS, str(scene), cache, block_size=TEST_BLOCK)
+    first = execute_fetch(client, job)
+    assert not first.failed and first.done == len(job.pieces) * len(YEARS) and first.skipped == 0
+    # the 2 × 2 blocks and the ring of halo strips around them, cut along the block lattice
+    assert len(job.pieces) == 16
+    # a fetch killed half-way: markers gone for two pieces; the same command fetches only those
+    markers = sorted((cache / "state" / "fetch").iterdir())
+    for marker in markers[:2]:
+        marker.unlink()
+    with pytest.raises(SourceError, match="incomplete, 46 of 48"):
+        prepare(PRODUCT, region_box(), YEARS, str(cache), tmp_path / "refused", checkpoint=str(checkpoint),
+                block_size=TEST_BLOCK)
+    again = execute_fetch(client, prepare_fetch(PRODUCT, region_box(), YEARS, str(scene), cache,
+                                                block_size=TEST_BLOCK))
+    assert again.done == 2 and again.skipped == 46
+    out = tmp_path / "out"
+    run(client, cache, out, checkpoint)
+    assert set(_agreement(reference, out).values()) == {1.0}  # the cache holds exactly what the files give
+    with pytest.raises(SourceError, match="reaches outside the fetched one"):
+        prepare(PRODUCT, region_box(3, 3), YEARS, str(cache), tmp_path / "bigger", checkpoint=str(checkpoint),
+                block_size=TEST_BLOCK)
+
+
+def _rgbn_utm(scene: Path, out: Path, year: int) -> Path:
+    """The scene's composite as a photo-like 4-band uint8 red, green, blue, NIR GeoTIFF in UTM at 10 m."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(scene / str(year) / "s2.tif") as src:
+        refl = src.read()
+        dst_crs = "EPSG:32737"  # UTM 37 S: Nairobi
+        transform, width, height = calculate_default_transform(src.crs, dst_crs, src.width, src.height,
+                                                               *src.bounds, resolution=10)
+        warped = np.full((4, height, width), np.nan, dtype=np.float32)
+        for i in range(4):
+            reproject(refl[i], warped[i], src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
+                      dst_crs=dst_crs, resampling=Resampling.bilinear, src_nodata=np.nan, dst_nodata=np.nan)
+    dn = np.where(np.isfinite(warped), np.clip(np.round(np.nan_to_num(warped) / RGBN_SCALE), 1, 255), 0)
+    path = out / f"rgbn_{year}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=4, dtype="uint8",
+                       crs=dst_crs, transform=transform, nodata=0, photometric="RGB", alpha="UNSPECIFIED") as dst:
+        dst.write(dn[[2, 1, 0, 3]].astype(np.uint8))  # file order: red, green, blue, NIR
+    return path
+
+
+RGBN_SCALE = 0.4 / 254  # reflectance 0–0.4 stretched over DN 1–255, as photo-like products do
+
+
+def test_rgbn_uint8_in_utm_outside_china_without_dynamic_world(client, checkpoint, tmp_path):
+    from click.testing import CliRunner
+    from conftest import write_region
+
+    from mapgen.pipeline.cli import main
+    from mapgen.pipeline.synthetic import generate_scene
+
+    years = [2019, 2020]
+    west, south = 36.8, -1.4  # Nairobi, on the 0.1° lattice
+    scene_dir = tmp_path / "scene"
+    generate_scene(region_box(1, 1, west, south).bounds, years, scene_dir, seed=4, margin_px=80)
+    imagery = tmp_path / "imagery"
+    imagery.mkdir()
+    for year in years:
+        _rgbn_utm(scene_dir, imagery, year)
+    region = write_region(tmp_path / "nairobi.geojson", region_box(1, 1, west, south))
+    out = tmp_path / "out"
+    args = ["run", "--product", "cbra", "--years", "2019-2020", "--region", str(region), "--block-size", TEST_BLOCK,
+            "--source", str(imagery / "rgbn_{year}.tif"), "--checkpoint", str(checkpoint),
+            "--scheduler", client.scheduler.address, "--out", str(out), "--no-progress"]
+    refused = CliRunner().invoke(main, args + ["--bands", "red,green,blue,nir", "--mask", "none"])
+    assert refused.exit_code == 2 and "holds uint8 numbers with no scale" in refused.output
+    refused = CliRunner().invoke(main, args + ["--scale", str(RGBN_SCALE)])
+    assert refused.exit_code == 2 and "no 'built' input" in refused.output
+    result = CliRunner().invoke(main, args + ["--bands", "red,green,blue,nir", "--scale", str(RGBN_SCALE),
+                                              "--mask", "none"])
+    assert result.exit_code == 0, result.output
+    assert "built: switched off (--mask none)" in result.output
+    names = sorted(p.name for p in out.glob("*.tif"))
+    # the 2.5° cell 35–37.5 E, 2.5 S–0, named by its upper-left corner
+    assert names == ["CBRA_2019_E35N0.tif", "CBRA_2020_E35N0.tif"]
+    for name in names:
+        assert cog_validate(str(out / name), quiet=True)[0]
+        with rasterio.open(out / name) as src:
+            data = src.read(1, masked=True)
+            assert set(np.unique(data.compressed())) <= {0, 255}
+            assert data.count() == data.size  # the file covers the block: every pixel has data
+            assert (data == 255).any()  # buildings are found
+    import json
+
+    report = json.loads((out / RUN_DIR / "report.json").read_text())
+    assert report["inputs"]["built"] == "none" and "bands red,green,blue,nir" in report["inputs"]["s2"]

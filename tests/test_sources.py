@@ -10,10 +10,13 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from mapgen.pipeline.sources import SourceError, open_box, open_source, read_box
+from mapgen.pipeline.sources import FileSource, SourceError, open_box, read_box
+from mapgen.pipeline.sources.resolve import layer_sources
 from mapgen.tiles import Box, Grid
+from mapgen.workflows import load_product
 
 GRID = Grid(Fraction(1, 11130))
+CBRA = load_product("cbra")
 
 
 def scene_box(path) -> Box:
@@ -22,14 +25,13 @@ def scene_box(path) -> Box:
 
 
 def test_stac_catalog_and_pattern_resolve_the_same_files(scene):
-    stac = open_source(scene)
-    pattern = open_source(f"{scene}/{{year}}/{{layer}}.tif")
+    stac = layer_sources(str(scene), CBRA, [2016])
+    pattern = layer_sources(f"{scene}/{{year}}/{{layer}}.tif", CBRA, [2016])
     for layer in ("s2", "built"):
-        assert stac.years(layer) == pattern.years(layer) == [2016, 2017, 2018]
-        for year in stac.years(layer):
-            assert stac.path(layer, year) == pattern.path(layer, year)
+        assert sorted(stac[layer].files) == sorted(pattern[layer].files) == [2016, 2017, 2018]
+        assert stac[layer].files == pattern[layer].files
     with pytest.raises(SourceError, match="no 's2' raster for 2015"):
-        stac.path("s2", 2015)
+        stac["s2"].check(CBRA.input("s2"), [2015, 2016], (116.3, 39.5, 116.4, 39.6))
 
 
 def test_aligned_read_is_exact_and_nan_outside(scene):
@@ -47,7 +49,8 @@ def test_lazy_xarray_equals_direct_read(scene):
     path = str(scene / "2016" / "s2.tif")
     src_box = scene_box(path)
     box = Box(src_box.row - 20, src_box.col + 30, 300, 260)
-    array = open_box(path, GRID, box, chunks=128, bands=("B2", "B3", "B4", "B8"))
+    source = FileSource("s2", {2016: path})
+    array = open_box(source, CBRA.input("s2"), 2016, GRID, box, chunks=128)
     assert array.chunks is not None and array.shape == (4, 300, 260)
     assert array.rio.crs.to_epsg() == 4326 and array.rio.transform() == GRID.transform(box)
     assert list(array.band.values) == ["B2", "B3", "B4", "B8"]
@@ -81,9 +84,9 @@ def test_a_scene_written_to_a_relative_folder_is_a_valid_source(tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     generate_scene((100.001, 30.001, 100.02, 30.02), [2020], "rel/scene", seed=1, margin_px=8)
-    source = open_source("rel/scene")
+    sources = layer_sources("rel/scene", CBRA, [2020])
     for layer in ("s2", "built"):
-        path = source.path(layer, 2020)
+        path = sources[layer].files[2020]
         assert path == str(tmp_path / "rel" / "scene" / "2020" / f"{layer}.tif")
         with rasterio.open(path) as src:
             assert src.count == (4 if layer == "s2" else 1)

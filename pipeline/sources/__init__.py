@@ -1,9 +1,11 @@
-"""Where inputs come from: files on disk (patterns, static STAC catalogs), synthetic scenes."""
+"""Where inputs come from: yearly rasters on disk, STAC scenes, Earth Engine, the Zarr cache of `mapgen fetch`."""
 
-from .base import LayerFiles, SourceError
-from .check import check_source
-from .files import open_source
+from .base import Inputs, Source, SourceError
+from .files import BandMap, FileSource
 from .lazy import open_box
 from .read import read_box
+from .resolve import check_inputs, coverage_warnings, open_inputs
+from .stac import StacScenes
 
-__all__ = ["LayerFiles", "SourceError", "check_source", "open_box", "open_source", "read_box"]
+__all__ = ["BandMap", "FileSource", "Inputs", "Source", "SourceError", "StacScenes", "check_inputs",
+           "coverage_warnings", "open_box", "open_inputs", "read_box"]

@@ -1,15 +1,30 @@
-"""What every source resolves to: one raster per layer and year."""
+"""What every source is: the pixels of one product input, for any box of the lattice and any year.
+
+A source is resolved and checked on the client, then shipped (pickled) to the workers, which call `read`
+for the block + halo they process. Kinds: files (a pattern or a static catalog of yearly rasters), STAC
+scenes (yearly median of cloud-masked Sentinel-2 scenes), Earth Engine, and the Zarr cache of
+`mapgen fetch`.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from mapgen.tiles import Box, Grid
+from mapgen.workflows.product import InputSpec
+
+Bounds = tuple[float, float, float, float]
 
 
 class SourceError(ValueError):
     """A source that cannot serve the run: one line saying what and where."""
 
 
-def year_span(years: list[int] | tuple[int, ...]) -> str:
+def year_span(years: Sequence[int]) -> str:
     years = sorted(years)
     if not years:
         return "no years"
@@ -18,20 +33,64 @@ def year_span(years: list[int] | tuple[int, ...]) -> str:
     return ", ".join(map(str, years))
 
 
+def intersects(a: Bounds, b: Bounds) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def covered_fraction(region: Bounds, footprints: Sequence[Bounds]) -> float:
+    """Share of the region's bounding box that the union of footprints covers (in degrees², EPSG:4326)."""
+    from shapely.geometry import box as shapely_box
+    from shapely.ops import unary_union
+
+    area = shapely_box(*region)
+    if area.area == 0 or not footprints:
+        return 0.0
+    union = unary_union([shapely_box(*fp) for fp in footprints])
+    return float(union.intersection(area).area / area.area)
+
+
+class Source(ABC):
+    """The pixels of one product input (a layer such as `s2` or `built`)."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """What the source is, for messages, the run manifest and the report (never a credential)."""
+
+    @abstractmethod
+    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+        """Refuse, in one line (SourceError), a source that cannot give `spec`'s bands for every year over
+        `bounds` (west, south, east, north in EPSG:4326), before any work. Returns, per year, the share of
+        the region's bounding box that has data."""
+
+    @abstractmethod
+    def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
+        """(len(spec.bands), height, width) float32 over `box` on `grid`, in the product's units
+        (reflectance, probability), bands in `spec.bands` order; NaN where there is no data."""
+
+
 @dataclass(frozen=True)
-class LayerFiles:
-    """Rasters by layer and year, as resolved on the client; small and picklable for the workers."""
+class Inputs:
+    """The source of each product input for a run. A mask input may be switched off (`absent`): the
+    post step that uses it is then skipped, and the report says so."""
 
-    description: str
-    files: dict[str, dict[int, str]] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    absent: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()  # choices the user should know of (recorded in the report, warned)
 
-    def path(self, layer: str, year: int) -> str:
+    def source(self, layer: str) -> Source:
         try:
-            return self.files[layer][year]
+            return self.sources[layer]
         except KeyError:
-            have = year_span(list(self.files.get(layer, {})))
-            raise SourceError(f"source {self.description}: no '{layer}' raster for {year} "
-                              f"(it has {have})") from None
+            raise SourceError(f"no source for the '{layer}' input") from None
 
-    def years(self, layer: str) -> list[int]:
-        return sorted(self.files.get(layer, {}))
+    def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray | None:
+        """The layer's pixels, or None when the layer was switched off."""
+        if spec.name in self.absent:
+            return None
+        return self.source(spec.name).read(spec, year, grid, box)
+
+    def describe(self) -> dict[str, str]:
+        out = {name: src.description for name, src in sorted(self.sources.items())}
+        out.update({name: "none" for name in sorted(self.absent)})
+        return out

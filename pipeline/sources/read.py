@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
@@ -11,30 +13,40 @@ from rasterio.windows import Window
 from mapgen.tiles import Box, Grid
 
 
-def read_box(path: str, grid: Grid, box: Box, resampling: Resampling = Resampling.bilinear) -> np.ndarray:
+def read_box(path: str, grid: Grid, box: Box, resampling: Resampling = Resampling.bilinear, *,
+             indexes: Sequence[int] | None = None, nodata: float | None = None) -> np.ndarray:
     """(bands, height, width) float32 of `box` on `grid`; NaN where the raster has no data or no pixel.
 
     A raster already on the lattice is read by window, exactly; any other is warped to the box with
-    GDAL (WarpedVRT), the way GDAL tools reproject.
+    GDAL (WarpedVRT), the way GDAL tools reproject. `indexes` picks bands (1-based, in that order);
+    `nodata` overrides the file's own no-data value.
     """
     with rasterio.open(path) as src:
+        indexes = list(indexes) if indexes else list(range(1, src.count + 1))
+        src_nodata = src.nodata if nodata is None else nodata
         aligned = grid.aligned_box(src.transform, src.width, src.height) if src.crs == grid.crs else None
         if aligned is not None:
-            return _read_aligned(src, aligned, box)
+            return _read_aligned(src, aligned, box, indexes, src_nodata)
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform(box), width=box.width,
                        height=box.height, resampling=resampling, dtype="float32", nodata=np.nan,
-                       src_nodata=src.nodata) as vrt:
-            data = vrt.read(masked=True)
+                       src_nodata=src_nodata) as vrt:
+            data = vrt.read(indexes, masked=True)
     return data.filled(np.nan).astype(np.float32, copy=False)
 
 
-def _read_aligned(src: rasterio.DatasetReader, src_box: Box, box: Box) -> np.ndarray:
-    out = np.full((src.count, box.height, box.width), np.nan, dtype=np.float32)
+def _read_aligned(src: rasterio.DatasetReader, src_box: Box, box: Box, indexes: list[int],
+                  nodata: float | None) -> np.ndarray:
+    out = np.full((len(indexes), box.height, box.width), np.nan, dtype=np.float32)
     row0, row1 = max(box.row, src_box.row), min(box.row_stop, src_box.row_stop)
     col0, col1 = max(box.col, src_box.col), min(box.col_stop, src_box.col_stop)
     if row0 >= row1 or col0 >= col1:
         return out
     window = Window(col0 - src_box.col, row0 - src_box.row, col1 - col0, row1 - row0)
-    data = src.read(window=window, masked=True).astype(np.float32)
-    out[:, row0 - box.row:row1 - box.row, col0 - box.col:col1 - box.col] = data.filled(np.nan)
+    if nodata == src.nodata:  # the file's own mask (nodata value, mask band or alpha)
+        data = src.read(indexes, window=window, masked=True).astype(np.float32).filled(np.nan)
+    else:
+        data = src.read(indexes, window=window).astype(np.float32)
+        if nodata is not None and not np.isnan(nodata):
+            data[data == np.float32(nodata)] = np.nan
+    out[:, row0 - box.row:row1 - box.row, col0 - box.col:col1 - box.col] = data
     return out

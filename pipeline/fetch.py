@@ -1,0 +1,166 @@
+"""`mapgen fetch`: fill an input cache with what a run will read, in parallel on the cluster, resumably.
+
+What is fetched is exactly what the run's tasks read: every block plus the halo its windows and mask
+step reach into, cut along the block lattice so that each piece is one chunk of the cache and one task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from shapely.geometry.base import BaseGeometry
+
+from mapgen.tiles import Box, Grid, Plan, plan_region
+from mapgen.workflows import Product
+
+from .context import tile_scheme
+from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
+from .sources.cache import InputCache
+from .store import mark_done
+from .windows import WindowLattice
+
+
+def _intersection(a: Box, b: Box) -> Box | None:
+    r0, r1 = max(a.row, b.row), min(a.row_stop, b.row_stop)
+    c0, c1 = max(a.col, b.col), min(a.col_stop, b.col_stop)
+    return Box(r0, c0, r1 - r0, c1 - c0) if r0 < r1 and c0 < c1 else None
+
+
+def fetch_pieces(plan: Plan, lattice: WindowLattice) -> dict[str, Box]:
+    """Input-lattice boxes to fetch, one per block-lattice cell (key 'r{row}c{col}'): the part of the cell
+    that some block's read (windows' cover, mask halo) reaches."""
+    bp = plan.scheme.block_px
+    pieces: dict[tuple[int, int], Box] = {}
+    for block in plan.blocks:
+        read = lattice.covering(block.box)[0].union(block.box.grown(1))
+        for r in range(read.row // bp, -(-read.row_stop // bp)):
+            for c in range(read.col // bp, -(-read.col_stop // bp)):
+                part = _intersection(read, plan.scheme.block_box(r, c))
+                if part is not None:
+                    pieces[(r, c)] = pieces[(r, c)].union(part) if (r, c) in pieces else part
+    return {f"r{r}c{c}": box for (r, c), box in sorted(pieces.items())}
+
+
+@dataclass
+class FetchReport:
+    cache: str
+    years: list[int]
+    pieces: int
+    done: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    megabytes: float = 0.0
+    inputs: dict[str, str] = field(default_factory=dict)
+    coverage: dict[str, dict[int, float]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"cache {self.cache}: {self.pieces} piece(s) × {len(self.years)} year(s)",
+                 f"  fetched {self.done}, skipped (already there) {self.skipped}, {self.megabytes:.1f} MB, "
+                 f"{self.seconds:.1f} s"]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        if self.failed:
+            lines.append(f"  FAILED {len(self.failed)}: " + "; ".join(self.failed[:5]))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """Everything a fetch task needs, resolved on the client."""
+
+    product: Product
+    inputs: Inputs
+    cache: InputCache
+    grid: Grid
+    pieces: dict[str, Box]
+    coverage: dict[str, dict[int, float]]
+    warnings: tuple[str, ...]
+
+
+def prepare_fetch(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str | Inputs,
+                  cache_dir: str | Path, *, block_size: str | float | None = None) -> FetchJob:
+    """Plan and check the fetch (one line on any refusal, before any work) and create the cache."""
+    scheme = tile_scheme(product, block_size)
+    plan = plan_region(region, scheme, years)
+    inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)
+    coverage = check_inputs(inputs, product, plan.years, region.bounds)
+    pieces = fetch_pieces(plan, WindowLattice(product.window.size, product.window.stride))
+    boxes = list(pieces.values())
+    extent = boxes[0]
+    for box in boxes[1:]:
+        extent = extent.union(box)
+    present = [s for s in product.inputs if s.name not in inputs.absent]
+    cache = InputCache.create(
+        Path(cache_dir).resolve(), product=product.name, grid=scheme.input_grid, extent=extent, years=plan.years,
+        chunk=scheme.block_px, inputs={s.name: s.bands for s in present},
+        sources={s.name: inputs.source(s.name).description for s in present}, region=tuple(region.bounds),
+        cells=len(pieces) * len(plan.years))
+    return FetchJob(product, inputs, cache, scheme.input_grid, pieces, coverage,
+                    tuple(coverage_warnings(coverage, inputs)))
+
+
+def fetch_piece(job: FetchJob, key: str, year: int) -> dict:
+    """Read one piece of every input for one year and store it; the marker comes after the data."""
+    started = time.perf_counter()
+    box = job.pieces[key]
+    nbytes = 0
+    for spec in job.product.inputs:
+        if spec.name in job.inputs.absent:
+            continue
+        data = job.inputs.read(spec, year, job.grid, box)
+        job.cache.write(spec.name, year, box, data)
+        nbytes += data.nbytes
+    mark_done(job.cache.path, "fetch", f"{key}-{year}")
+    return {"key": f"{key}-{year}", "bytes": nbytes, "seconds": time.perf_counter() - started}
+
+
+def execute_fetch(client, job: FetchJob, *, progress: Callable[[int, int], None] | None = None,
+                  max_in_flight: int = 64, retries: int = 2) -> FetchReport:
+    """Fetch every piece-year not fetched yet on `client`, at most `max_in_flight` at once."""
+    from distributed import as_completed
+
+    started = time.perf_counter()
+    report = FetchReport(cache=job.cache.path, years=list(job.cache.years), pieces=len(job.pieces),
+                         inputs=job.inputs.describe(), coverage=job.coverage, warnings=list(job.warnings))
+    todo = deque()
+    for key in job.pieces:
+        for year in job.cache.years:
+            if job.cache.marker(f"{key}-{year}").exists():
+                report.skipped += 1
+            else:
+                todo.append((key, year))
+    total, done = len(todo), 0
+    running = as_completed()
+    in_flight = 0
+    while todo or in_flight:
+        while todo and in_flight < max_in_flight:
+            key, year = todo.popleft()
+            running.add(client.submit(fetch_piece, job, key, year, retries=retries, pure=False,
+                                      key=f"fetch-{key}-{year}-{os.urandom(3).hex()}"))
+            in_flight += 1
+        future = next(running)
+        in_flight -= 1
+        done += 1
+        if future.status == "error":
+            report.failed.append(f"{future.key.rsplit('-', 1)[0]}: {future.exception()}")
+        else:
+            result = future.result()
+            report.done += 1
+            report.megabytes += result["bytes"] / 1e6
+        future.release()
+        if progress:
+            progress(done, total)
+    report.seconds = time.perf_counter() - started
+    path = Path(job.cache.path) / "fetch-report.json"
+    tmp = path.with_name(".fetch-report.json.tmp")
+    tmp.write_text(json.dumps(asdict(report), indent=2, sort_keys=True, default=float))
+    os.replace(tmp, path)
+    return report
+

@@ -1,0 +1,136 @@
+"""The input cache that `mapgen fetch` fills: a Zarr v3 store with every input of every block-year.
+
+One array per input, (year, band, row, col) float32 on the product's input lattice, chunked by block
+(NaN = no data, as every source reads). A chunk is written by exactly one fetch task, so parallel
+fetches never touch the same chunk; a marker per block-year, written after the data, makes a fetch
+resumable. `CachedSource` reads it back like any other source, so a GPU run reads local disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from mapgen.tiles import Box, Grid
+from mapgen.workflows.product import InputSpec
+
+from .base import Bounds, Source, SourceError
+
+STORE = "inputs.zarr"
+
+
+@dataclass(frozen=True)
+class InputCache:
+    path: str  # the cache folder: inputs.zarr + state/
+    extent: Box  # input-lattice box the arrays cover
+    years: tuple[int, ...]
+    chunk: int  # input pixels per block side
+
+    @property
+    def store(self) -> str:
+        return str(Path(self.path) / STORE)
+
+    @classmethod
+    def create(cls, path: str | Path, *, product: str, grid: Grid, extent: Box, years: Sequence[int], chunk: int,
+               inputs: dict[str, tuple[str, ...]], sources: dict[str, str], region: Bounds, cells: int
+               ) -> InputCache:
+        """Create the cache, or open it when it was made for the same product, extent, years and sources."""
+        attrs = {"product": product, "res": str(grid.res), "extent": [extent.row, extent.col, extent.height,
+                                                                      extent.width],
+                 "years": list(years), "chunk": chunk, "inputs": {k: list(v) for k, v in inputs.items()},
+                 "sources": sources, "region": list(region), "cells": cells}
+        group = zarr.open_group(cls(str(path), extent, tuple(years), chunk).store, mode="a", zarr_format=3)
+        if "product" in group.attrs:
+            old = dict(group.attrs)
+            changed = [k for k in attrs if json.dumps(old.get(k)) != json.dumps(attrs[k])]
+            if changed:
+                raise SourceError(f"cache {path}: made for another fetch ({', '.join(changed)} differ); give "
+                                  "another --cache or remove it")
+        else:
+            for name, bands in inputs.items():
+                group.create_array(name, shape=(len(years), len(bands), extent.height, extent.width),
+                                   chunks=(1, len(bands), chunk, chunk), dtype="float32", fill_value=np.nan,
+                                   compressors=zarr.codecs.ZstdCodec(level=3))
+            group.attrs.update(attrs)
+        return cls(str(path), extent, tuple(years), chunk)
+
+    @classmethod
+    def open(cls, path: str | Path) -> tuple[InputCache, dict]:
+        store = Path(path) / STORE
+        if not (store / "zarr.json").exists():
+            raise SourceError(f"cache {path}: no input cache here (make one with mapgen fetch --cache {path})")
+        attrs = dict(zarr.open_group(str(store), mode="r").attrs)
+        return cls(str(path), Box(*attrs["extent"]), tuple(attrs["years"]), attrs["chunk"]), attrs
+
+    def marker(self, key: str) -> Path:
+        return Path(self.path) / "state" / "fetch" / key
+
+    def done(self) -> int:
+        folder = Path(self.path) / "state" / "fetch"
+        return sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else 0
+
+    def write(self, name: str, year: int, box: Box, data: np.ndarray) -> None:
+        array = zarr.open_array(f"{self.store}/{name}", mode="r+")
+        rows, cols = box.slices_in(self.extent)
+        array[self.years.index(year), :, rows, cols] = data
+
+    def read(self, name: str, year: int, box: Box, bands: int) -> np.ndarray:
+        """(bands, H, W) of `box`; NaN where the box leaves the cache's extent."""
+        out = np.full((bands, box.height, box.width), np.nan, dtype=np.float32)
+        r0, r1 = max(box.row, self.extent.row), min(box.row_stop, self.extent.row_stop)
+        c0, c1 = max(box.col, self.extent.col), min(box.col_stop, self.extent.col_stop)
+        if r0 < r1 and c0 < c1:
+            array = zarr.open_array(f"{self.store}/{name}", mode="r")
+            inner = Box(r0, c0, r1 - r0, c1 - c0)
+            rows, cols = inner.slices_in(self.extent)
+            out[:, r0 - box.row:r1 - box.row, c0 - box.col:c1 - box.col] = array[self.years.index(year), :, rows, cols]
+        return out
+
+
+@dataclass(frozen=True)
+class CachedSource(Source):
+    """One input read back from an input cache."""
+
+    cache: InputCache
+    origin: str  # the source the cache was fetched from
+    region: Bounds
+    res: str
+    cells: int  # block-years the fetch planned
+
+    @classmethod
+    def open(cls, path: str | Path) -> dict[str, CachedSource]:
+        """A source per input the cache holds."""
+        cache, attrs = InputCache.open(path)
+        return {name: cls(cache, attrs["sources"].get(name, "?"), tuple(attrs["region"]), attrs["res"],
+                          attrs["cells"]) for name in attrs["inputs"]}
+
+    @property
+    def description(self) -> str:
+        return f"cache {self.cache.path} (of {self.origin})"
+
+    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+        where = f"cache {self.cache.path}"
+        missing = [y for y in years if y not in self.cache.years]
+        if missing:
+            raise SourceError(f"{where}: has no {', '.join(map(str, missing))} (fetched for "
+                              f"{', '.join(map(str, self.cache.years))})")
+        w, s, e, n = self.region
+        eps = 1e-9
+        if bounds[0] < w - eps or bounds[1] < s - eps or bounds[2] > e + eps or bounds[3] > n + eps:
+            raise SourceError(f"{where}: the region {tuple(round(v, 4) for v in bounds)} reaches outside the "
+                              f"fetched one {tuple(round(v, 4) for v in self.region)}")
+        done = self.cache.done()
+        if done < self.cells:
+            raise SourceError(f"{where}: incomplete, {done} of {self.cells} fetches done; run the same mapgen "
+                              "fetch again to finish it")
+        return {year: 1.0 for year in years}  # the fetch reported coverage; the cache has what it found
+
+    def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
+        if str(grid.res) != self.res:
+            raise SourceError(f"cache {self.cache.path}: holds the {self.res}° lattice, not {grid.res}°")
+        return self.cache.read(spec.name, year, box, len(spec.bands))
