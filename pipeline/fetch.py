@@ -92,10 +92,13 @@ def prepare_fetch(product: Product, region: BaseGeometry, years: list[int] | tup
     inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)
     coverage = check_inputs(inputs, product, plan.years, region.bounds)
     pieces = fetch_pieces(plan, WindowLattice(product.window.size, product.window.stride))
-    boxes = list(pieces.values())
-    extent = boxes[0]
-    for box in boxes[1:]:
-        extent = extent.union(box)
+    # The cache's extent is whole blocks, so that its chunks are the block lattice's cells and each piece
+    # lies in one chunk: two tasks never write the same chunk.
+    bp = scheme.block_px
+    cells = [scheme.block_box(box.row // bp, box.col // bp) for box in pieces.values()]
+    extent = cells[0]
+    for cell in cells[1:]:
+        extent = extent.union(cell)
     present = [s for s in product.inputs if s.name not in inputs.absent]
     cache = InputCache.create(
         Path(cache_dir).resolve(), product=product.name, grid=scheme.input_grid, extent=extent, years=plan.years,

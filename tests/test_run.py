@@ -256,8 +256,13 @@ def test_cache_of_mapgen_fetch_gives_identical_tiles_and_resumes(client, scene, 
     job = prepare_fetch(PRODUCT, region_box(), YEARS, str(scene), cache, block_size=TEST_BLOCK)
     first = execute_fetch(client, job)
     assert not first.failed and first.done == len(job.pieces) * len(YEARS) and first.skipped == 0
-    # the 2 × 2 blocks and the ring of halo strips around them, cut along the block lattice
+    # the 2 × 2 blocks and the ring of halo strips around them, cut along the block lattice; each piece
+    # is inside one chunk of the cache, so no two tasks write the same chunk
     assert len(job.pieces) == 16
+    chunk = job.cache.chunk
+    for box in job.pieces.values():
+        r, c = box.row - job.cache.extent.row, box.col - job.cache.extent.col
+        assert r // chunk == (r + box.height - 1) // chunk and c // chunk == (c + box.width - 1) // chunk
     # a fetch killed half-way: markers gone for two pieces; the same command fetches only those
     markers = sorted((cache / "state" / "fetch").iterdir())
     for marker in markers[:2]:
