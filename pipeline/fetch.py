@@ -26,12 +26,6 @@ from .store import mark_done
 from .windows import WindowLattice
 
 
-def _intersection(a: Box, b: Box) -> Box | None:
-    r0, r1 = max(a.row, b.row), min(a.row_stop, b.row_stop)
-    c0, c1 = max(a.col, b.col), min(a.col_stop, b.col_stop)
-    return Box(r0, c0, r1 - r0, c1 - c0) if r0 < r1 and c0 < c1 else None
-
-
 def fetch_pieces(plan: Plan, lattice: WindowLattice) -> dict[str, Box]:
     """Input-lattice boxes to fetch, one per block-lattice cell (key 'r{row}c{col}'): the part of the cell
     that some block's read (windows' cover, mask halo) reaches."""
@@ -41,7 +35,7 @@ def fetch_pieces(plan: Plan, lattice: WindowLattice) -> dict[str, Box]:
         read = lattice.covering(block.box)[0].union(block.box.grown(1))
         for r in range(read.row // bp, -(-read.row_stop // bp)):
             for c in range(read.col // bp, -(-read.col_stop // bp)):
-                part = _intersection(read, plan.scheme.block_box(r, c))
+                part = read.intersection(plan.scheme.block_box(r, c))
                 if part is not None:
                     pieces[(r, c)] = pieces[(r, c)].union(part) if (r, c) in pieces else part
     return {f"r{r}c{c}": box for (r, c), box in sorted(pieces.items())}

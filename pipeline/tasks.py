@@ -21,9 +21,9 @@ from .sources import open_box
 from .stitch import max_stitch
 from .store import RunStore, is_done, mark_done
 
-# Chunks of a block's read: one or two per side (a 0.1° block + halo is ~1,250 px); every chunk is one
-# source request, which for STAC and Earth Engine is a search or an HTTP call.
-CHUNK = 1024
+# Chunk side of a block's read: a 0.1° block + halo (~1,250 px) is one chunk, so one source request (a file
+# read, a STAC search + load, an Earth Engine call, which splits itself under its request limits).
+CHUNK = 2048
 
 
 def _store(ctx: RunContext) -> RunStore:

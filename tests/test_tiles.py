@@ -122,3 +122,17 @@ def test_box_slices():
     assert (rows.start, cols.start) == (5, 10)
     with pytest.raises(ValueError):
         outer.slices_in(inner)
+
+
+_boxes = st.builds(Box, st.integers(-20, 20), st.integers(-20, 20), st.integers(1, 15), st.integers(1, 15))
+
+
+@given(a=_boxes, b=_boxes)
+def test_box_intersection_is_the_shared_pixels(a, b):
+    def pixels(box):
+        return {(r, c) for r in range(box.row, box.row_stop) for c in range(box.col, box.col_stop)}
+
+    inner = a.intersection(b)
+    shared = pixels(a) & pixels(b)
+    assert (pixels(inner) if inner is not None else set()) == shared
+    assert inner is None or (a.contains(inner) and b.contains(inner))

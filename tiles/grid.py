@@ -59,6 +59,12 @@ class Box:
         row, col = min(self.row, other.row), min(self.col, other.col)
         return Box(row, col, max(self.row_stop, other.row_stop) - row, max(self.col_stop, other.col_stop) - col)
 
+    def intersection(self, other: Box) -> Box | None:
+        """The pixels both boxes hold, or None when they do not overlap."""
+        row0, row1 = max(self.row, other.row), min(self.row_stop, other.row_stop)
+        col0, col1 = max(self.col, other.col), min(self.col_stop, other.col_stop)
+        return Box(row0, col0, row1 - row0, col1 - col0) if row0 < row1 and col0 < col1 else None
+
     def contains(self, other: Box) -> bool:
         return (self.row <= other.row and self.col <= other.col
                 and other.row_stop <= self.row_stop and other.col_stop <= self.col_stop)

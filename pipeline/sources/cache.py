@@ -82,13 +82,12 @@ class InputCache:
     def read(self, name: str, year: int, box: Box, bands: int) -> np.ndarray:
         """(bands, H, W) of `box`; NaN where the box leaves the cache's extent."""
         out = np.full((bands, box.height, box.width), np.nan, dtype=np.float32)
-        r0, r1 = max(box.row, self.extent.row), min(box.row_stop, self.extent.row_stop)
-        c0, c1 = max(box.col, self.extent.col), min(box.col_stop, self.extent.col_stop)
-        if r0 < r1 and c0 < c1:
+        inner = box.intersection(self.extent)
+        if inner is not None:
             array = zarr.open_array(f"{self.store}/{name}", mode="r")
-            inner = Box(r0, c0, r1 - r0, c1 - c0)
             rows, cols = inner.slices_in(self.extent)
-            out[:, r0 - box.row:r1 - box.row, c0 - box.col:c1 - box.col] = array[self.years.index(year), :, rows, cols]
+            local_rows, local_cols = inner.slices_in(box)
+            out[:, local_rows, local_cols] = array[self.years.index(year), :, rows, cols]
         return out
 
 

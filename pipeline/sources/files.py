@@ -11,6 +11,7 @@ import glob
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +123,10 @@ class FileSource(Source):
 
     def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
         path = self.path(year)
-        with rasterio.open(path) as src:
-            indexes = self.bands.indexes(f"{spec.name} {year}", spec, path, src.count)
-            scales = np.array([src.scales[i - 1] for i in indexes], dtype=np.float64)
-            offsets = np.array([src.offsets[i - 1] for i in indexes], dtype=np.float64)
+        count, own_scales, own_offsets = _band_layout(path)
+        indexes = self.bands.indexes(f"{spec.name} {year}", spec, path, count)
+        scales = np.array([own_scales[i - 1] for i in indexes], dtype=np.float64)
+        offsets = np.array([own_offsets[i - 1] for i in indexes], dtype=np.float64)
         if self.bands.scale is not None:
             scales[:] = self.bands.scale
         if self.bands.offset is not None:
@@ -134,6 +135,13 @@ class FileSource(Source):
         if np.any(scales != 1) or np.any(offsets != 0):
             data = (data * scales[:, None, None] + offsets[:, None, None]).astype(np.float32)
         return data
+
+
+@lru_cache(maxsize=256)
+def _band_layout(path: str) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """Band count and GDAL scales/offsets of a raster, once per process (a run reads each file many times)."""
+    with rasterio.open(path) as src:
+        return src.count, tuple(src.scales), tuple(src.offsets)
 
 
 def _stac_year(item) -> int | None:

@@ -37,16 +37,16 @@ def read_box(path: str, grid: Grid, box: Box, resampling: Resampling = Resamplin
 def _read_aligned(src: rasterio.DatasetReader, src_box: Box, box: Box, indexes: list[int],
                   nodata: float | None) -> np.ndarray:
     out = np.full((len(indexes), box.height, box.width), np.nan, dtype=np.float32)
-    row0, row1 = max(box.row, src_box.row), min(box.row_stop, src_box.row_stop)
-    col0, col1 = max(box.col, src_box.col), min(box.col_stop, src_box.col_stop)
-    if row0 >= row1 or col0 >= col1:
+    inner = box.intersection(src_box)
+    if inner is None:
         return out
-    window = Window(col0 - src_box.col, row0 - src_box.row, col1 - col0, row1 - row0)
+    rows, cols = inner.slices_in(src_box)
+    window = Window.from_slices(rows, cols)
     if nodata == src.nodata:  # the file's own mask (nodata value, mask band or alpha)
         data = src.read(indexes, window=window, masked=True).astype(np.float32).filled(np.nan)
     else:
         data = src.read(indexes, window=window).astype(np.float32)
         if nodata is not None and not np.isnan(nodata):
             data[data == np.float32(nodata)] = np.nan
-    out[:, row0 - box.row:row1 - box.row, col0 - box.col:col1 - box.col] = data
+    out[(slice(None), *inner.slices_in(box))] = data
     return out
