@@ -118,16 +118,6 @@ def _inputs(spec, years: list[int], source: str, mask: str | None, bands: str | 
                        collection=collection, cloud_cover=cloud_cover)
 
 
-def _client(scheduler: str | None, workers: int, threads_per_worker: int):
-    from .run import local_client
-
-    if scheduler:
-        from distributed import Client
-
-        return Client(scheduler)
-    return local_client(workers, threads_per_worker)
-
-
 def _progress_bar(enabled: bool, unit: str):
     if not enabled:
         return None
@@ -137,12 +127,30 @@ def _progress_bar(enabled: bool, unit: str):
 
 
 def _cluster_options(fn):
-    fn = click.option("--scheduler", default=None, help="Address of an existing Dask scheduler instead of a "
-                      "local one.")(fn)
-    fn = click.option("--threads-per-worker", default=1, show_default=True)(fn)
-    fn = click.option("--workers", default=2, show_default=True, help="Worker processes of the local Dask "
-                      "cluster.")(fn)
+    opts = [
+        click.option("--cluster", default=None, help="Where the workers come from: local (default), slurm, "
+                     "kubernetes (settings: mapgen config)."),
+        click.option("--scheduler", default=None, help="Address of a running Dask scheduler instead "
+                     "(tcp://host:8786)."),
+        click.option("--cluster-config", default=None, type=click.Path(dir_okay=False),
+                     help="YAML file of cluster settings over the defaults (see mapgen config)."),
+        click.option("--workers", type=int, default=None, help="Worker processes of a local cluster (default 2, "
+                     "or one per GPU)."),
+        click.option("--threads-per-worker", type=int, default=None),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
     return fn
+
+
+def _open_cluster(cluster: str | None, scheduler: str | None, cluster_config: str | None, workers: int | None,
+                  threads_per_worker: int | None):
+    """Load the settings, then start (or reach) the cluster: a client whose close_client ends what it made."""
+    from .cluster import load_config, make_client
+
+    if cluster_config:
+        load_config(cluster_config)
+    return make_client(cluster, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
 
 
 @main.command()
@@ -151,28 +159,69 @@ def _cluster_options(fn):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder for the tiles.")
 @_cluster_options
 @click.option("--checkpoint", default=None, help="Checkpoint path or bundled name (default: the product's).")
-@click.option("--device", default="cpu", show_default=True, help="torch device of the workers, e.g. cuda.")
+@click.option("--device", default="auto", show_default=True, help="torch device of the workers: cpu, cuda, or "
+              "auto (cuda when the cluster's workers have GPUs).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="auto: bf16 on CUDA, fp32 on the CPU.")
+@click.option("--batch", type=int, default=None, help="Windows per forward pass (default: the product's on the "
+              "CPU, mapgen.gpu-batch on a GPU).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
         bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
-        cloud_cover: float, out: str, workers: int, threads_per_worker: int, scheduler: str | None,
-        checkpoint: str | None, device: str, progress: bool) -> None:
+        cloud_cover: float, out: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
+        workers: int | None, threads_per_worker: int | None, checkpoint: str | None, device: str, precision: str,
+        batch: int | None, progress: bool) -> None:
     """Produce the product's tiles over a region and years."""
-    from .run import RunError, execute, prepare
+    from .cluster import ClusterError
+    from .run import RunError
 
     try:
-        spec = load_product(product)
-        inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
-        ctx, the_plan = prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint,
-                                block_size=block_size, device=device)
-    except (*_INPUT_ERRORS, RunError) as exc:
+        ctx, the_plan = _prepare_run(
+            product=product, years=years, region=region, block_size=block_size, source=source, mask=mask,
+            bands=bands, scale=scale, offset=offset, nodata=nodata, collection=collection, cloud_cover=cloud_cover,
+            out=out, checkpoint=checkpoint, device=device, precision=precision, batch=batch, cluster=cluster,
+            scheduler=scheduler, cluster_config=cluster_config)
+    except (*_INPUT_ERRORS, RunError, ClusterError) as exc:
         _fail(exc)
+    _run_prepared(ctx, the_plan, dict(cluster=cluster, scheduler=scheduler, cluster_config=None, workers=workers,
+                                      threads_per_worker=threads_per_worker), progress)
+
+
+def _prepare_run(*, product: str, years: list[int], region: str, block_size: str | None, source: str,
+                 mask: str | None, bands: str | None, scale: float | None, offset: float | None,
+                 nodata: float | None, collection: str, cloud_cover: float, out: str, checkpoint: str | None,
+                 device: str, precision: str, batch: int | None, cluster: str | None, scheduler: str | None,
+                 cluster_config: str | None):
+    """Every check of a run, before any cluster starts: (context, plan)."""
+    from .cluster import load_config, resolve_device, setting
+    from .run import prepare
+
+    if cluster_config:
+        load_config(cluster_config)
+    spec = load_product(product)
+    inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
+    device = resolve_device(device, scheduler or cluster or setting("cluster"))
+    if batch is None and device.startswith("cuda"):
+        batch = int(setting("gpu-batch"))
+    return prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint, block_size=block_size,
+                   device=device, precision=None if precision == "auto" else precision, batch=batch)
+
+
+def _run_prepared(ctx, the_plan, cluster_args: dict, progress: bool) -> None:
+    """Start the cluster, stream the plan through it, print the summary; exit 1 if anything failed, 130 if
+    interrupted (the same command resumes)."""
+    from .cluster import ClusterError, close_client, setting
+    from .run import execute
+
     summary = the_plan.summary()
-    click.echo(f"{spec.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × {len(years)} year(s) "
-               f"→ {out}", err=True)
+    click.echo(f"{ctx.product.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × "
+               f"{len(ctx.years)} year(s) → {ctx.out_dir} ({ctx.model.device}, {ctx.model.precision})", err=True)
     for line in ctx.warnings:
         click.echo(f"mapgen: warning: {line}", err=True)
-    client = _client(scheduler, workers, threads_per_worker)
+    try:
+        client = _open_cluster(**cluster_args)
+    except ClusterError as exc:
+        _fail(exc)
     bar = _progress_bar(progress, "task")
 
     def on_progress(done: int, total: int, kind: str) -> None:
@@ -182,11 +231,16 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
             bar.update(done - bar.n)
 
     try:
-        report = execute(client, ctx, the_plan, progress=on_progress)
+        report = execute(client, ctx, the_plan, progress=on_progress, max_in_flight=int(setting("max-in-flight")),
+                         retries=int(setting("retries")))
+    except KeyboardInterrupt:
+        click.echo(f"mapgen: interrupted; finished blocks are kept, the same command resumes "
+                   f"({Path(ctx.run_dir) / 'report.json'})", err=True)
+        sys.exit(130)
     finally:
         if bar is not None:
             bar.close()
-        client.close()  # and the local cluster with it; a cluster given by --scheduler stays up
+        close_client(client)  # and the cluster it made; a cluster given by --scheduler stays up
     click.echo(report.summary(), err=True)
     if report.failed:
         sys.exit(1)
@@ -201,20 +255,23 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def fetch(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
           bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
-          cloud_cover: float, cache: str, workers: int, threads_per_worker: int, scheduler: str | None,
-          progress: bool) -> None:
+          cloud_cover: float, cache: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
+          workers: int | None, threads_per_worker: int | None, progress: bool) -> None:
     """Fetch the inputs of every block-year into a local Zarr cache (resumable, parallel)."""
+    from .cluster import ClusterError, close_client, load_config, setting
     from .fetch import execute_fetch, prepare_fetch
 
     try:
+        if cluster_config:
+            load_config(cluster_config)
         spec = load_product(product)
         inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
         job = prepare_fetch(spec, load_region(region), years, inputs, cache, block_size=block_size)
-    except _INPUT_ERRORS as exc:
+        for line in job.warnings:
+            click.echo(f"mapgen: warning: {line}", err=True)
+        client = _open_cluster(cluster, scheduler, None, workers, threads_per_worker)
+    except (*_INPUT_ERRORS, ClusterError) as exc:
         _fail(exc)
-    for line in job.warnings:
-        click.echo(f"mapgen: warning: {line}", err=True)
-    client = _client(scheduler, workers, threads_per_worker)
     bar = _progress_bar(progress, "piece")
 
     def on_progress(done: int, total: int) -> None:
@@ -223,11 +280,12 @@ def fetch(product: str, years: list[int], region: str, block_size: str | None, s
             bar.update(done - bar.n)
 
     try:
-        report = execute_fetch(client, job, progress=on_progress)
+        report = execute_fetch(client, job, progress=on_progress, max_in_flight=int(setting("max-in-flight")),
+                               retries=int(setting("retries")))
     finally:
         if bar is not None:
             bar.close()
-        client.close()
+        close_client(client)
     click.echo(report.summary(), err=True)
     click.echo(f"run with: mapgen run ... --source {cache}", err=True)
     if report.failed:

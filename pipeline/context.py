@@ -32,6 +32,7 @@ class RunContext:
     out_dir: str
     store_path: str
     store_extent: tuple[int, int, int, int]  # output-grid box of the run store
+    batch: int = 64  # windows per forward pass
     coverage: dict[str, dict[int, float]] | None = None  # share of the region with data, per input and year
     warnings: tuple[str, ...] = ()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from .context import tile_scheme
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .sources.cache import InputCache
 from .store import mark_done
+from .stream import TaskStream
 from .windows import WindowLattice
 
 
@@ -31,7 +31,7 @@ def fetch_pieces(plan: Plan, lattice: WindowLattice) -> dict[str, Box]:
     that some block's read (windows' cover, mask halo) reaches."""
     bp = plan.scheme.block_px
     pieces: dict[tuple[int, int], Box] = {}
-    for block in plan.blocks:
+    for block in plan.iter_blocks():
         read = lattice.covering(block.box)[0].union(block.box.grown(1))
         for r in range(read.row // bp, -(-read.row_stop // bp)):
             for c in range(read.col // bp, -(-read.col_stop // bp)):
@@ -121,39 +121,27 @@ def fetch_piece(job: FetchJob, key: str, year: int) -> dict:
 def execute_fetch(client, job: FetchJob, *, progress: Callable[[int, int], None] | None = None,
                   max_in_flight: int = 64, retries: int = 2) -> FetchReport:
     """Fetch every piece-year not fetched yet on `client`, at most `max_in_flight` at once."""
-    from distributed import as_completed
-
     started = time.perf_counter()
     report = FetchReport(cache=job.cache.path, years=list(job.cache.years), pieces=len(job.pieces),
                          inputs=job.inputs.describe(), coverage=job.coverage, warnings=list(job.warnings))
-    todo = deque()
+    todo = []
     for key in job.pieces:
         for year in job.cache.years:
             if job.cache.marker(f"{key}-{year}").exists():
                 report.skipped += 1
             else:
                 todo.append((key, year))
-    total, done = len(todo), 0
-    running = as_completed()
-    in_flight = 0
-    while todo or in_flight:
-        while todo and in_flight < max_in_flight:
-            key, year = todo.popleft()
-            running.add(client.submit(fetch_piece, job, key, year, retries=retries, pure=False,
-                                      key=f"fetch-{key}-{year}-{os.urandom(3).hex()}"))
-            in_flight += 1
-        future = next(running)
-        in_flight -= 1
-        done += 1
-        if future.status == "error":
-            report.failed.append(f"{future.key.rsplit('-', 1)[0]}: {future.exception()}")
+    stream = TaskStream(client, max_in_flight=max_in_flight, retries=retries, ledger=False)
+    work = (lambda key=key, year=year: stream.submit("fetch", f"{key}-{year}", fetch_piece, job, key, year)
+            for key, year in todo)
+    for done, finished in enumerate(stream.results(work), start=1):
+        if finished.error is not None:
+            report.failed.append(f"fetch {finished.ident}: {finished.error}")
         else:
-            result = future.result()
             report.done += 1
-            report.megabytes += result["bytes"] / 1e6
-        future.release()
+            report.megabytes += finished.result["bytes"] / 1e6
         if progress:
-            progress(done, total)
+            progress(done, len(todo))
     report.seconds = time.perf_counter() - started
     path = Path(job.cache.path) / "fetch-report.json"
     tmp = path.with_name(".fetch-report.json.tmp")

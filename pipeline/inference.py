@@ -20,6 +20,14 @@ class ModelRef:
     sha256: str
     architecture: str
     device: str = "cpu"
+    precision: str = "fp32"  # 'bf16': autocast to bfloat16 with channels-last tensors (the GPU path)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 _MODELS: dict[ModelRef, torch.nn.Module] = {}
@@ -36,6 +44,8 @@ def get_model(ref: ModelRef) -> torch.nn.Module:
 
             model, _ = load_checkpoint(ref.path, sha256=ref.sha256, architecture=ref.architecture,
                                        device=ref.device)
+            if ref.precision == "bf16":
+                model = model.to(memory_format=torch.channels_last)
             _MODELS[ref] = model
             loads[ref.sha256] = loads.get(ref.sha256, 0) + 1
         return model
@@ -45,18 +55,23 @@ def predict_windows(ref: ModelRef, windows: np.ndarray, batch: int) -> np.ndarra
     """(N, scale·h, scale·w) sigmoid confidences of (N, C, h, w) normalised windows.
 
     Every batch is padded to `batch` windows so each window goes through the same kernels whatever its
-    company: a window's prediction must not depend on which block it was computed for.
+    company: a window's prediction must not depend on which block it was computed for. With
+    `ref.precision == 'bf16'` the network runs under bfloat16 autocast on channels-last tensors, the fast
+    path of tensor-core GPUs; confidences come back as float32 either way.
     """
     model = get_model(ref)
     device = torch.device(ref.device)
+    bf16 = ref.precision == "bf16"
+    layout = torch.channels_last if bf16 else torch.contiguous_format
     outputs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for part in batches(len(windows), batch):
             chunk = windows[part]
             if len(chunk) < batch:
                 pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
+            x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
             conf = model.predict(x)[:, 0]
             outputs.append(conf[: part.stop - part.start].float().cpu().numpy())
     if not outputs:

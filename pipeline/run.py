@@ -1,9 +1,9 @@
 """A run: check everything on the client, then stream blocks through a Dask cluster.
 
-Order of work: for each block, one prediction task per year, then its temporal vote; for each tile,
-once all its blocks are voted, one export task per year. Finished steps leave markers in the run
-directory, so the same command again skips them. At most `max_in_flight` tasks are submitted at once,
-so the graph never holds the whole region.
+Order of work: for each block, a read and a predict task per year, then its temporal vote; for each
+tile, once all its blocks are voted, one export task per year. Finished steps leave markers in the run
+directory, so the same command again skips them. Blocks are drawn from the plan only while fewer than
+`max_in_flight` tasks are live, so neither the graph nor the client's memory grows with the region.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
@@ -20,17 +19,19 @@ from pathlib import Path
 
 from shapely.geometry.base import BaseGeometry
 
-from mapgen.tiles import Plan, Tile, plan_region
+from mapgen.tiles import Block, Plan, Tile, plan_region
 from mapgen.workflows import Product
 
 from .checkpoints import resolve_checkpoint
+from .cluster import describe_cluster
 from .context import RunContext, tile_scheme
 from .export import write_vrt
 from .inference import ModelRef, PreloadModel
 from .post import check_product
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .store import RunStore, is_done
-from .tasks import block_year_key, export_tile_year, predict_block_year, vote_block
+from .stream import TaskStream
+from .tasks import block_year_key, export_tile_year, predict_block_year, read_block_year, vote_block
 
 RUN_DIR = "mapgen-run"
 
@@ -45,16 +46,27 @@ class RunReport:
     years: list[int]
     tiles: int
     blocks: int
+    status: str = "running"  # finished | failed (some blocks or tiles) | interrupted
     block_years_done: int = 0
     block_years_skipped: int = 0
     blocks_voted: int = 0
+    blocks_skipped: int = 0
+    blocks_failed: list[str] = field(default_factory=list)  # block ids
     tiles_written: list[str] = field(default_factory=list)
     tiles_skipped: int = 0
-    failed: list[str] = field(default_factory=list)
+    tiles_failed: list[str] = field(default_factory=list)  # tile names not written
+    failed: list[str] = field(default_factory=list)  # 'predict r12c34-2019: OSError: …', one per failed block
+    retried: dict[str, int] = field(default_factory=dict)  # tasks started more than once, per kind
     seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks (worker time)
+    throughput: dict[str, float] = field(default_factory=dict)
     windows: int = 0
     area_km2: float = 0.0
+    peak_in_flight: int = 0
+    cluster: dict[str, object] = field(default_factory=dict)
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch: int = 0
     checkpoint_sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # where each input came from ('none': switched off)
@@ -62,16 +74,24 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        rate = self.area_km2 * len(self.years) / self.seconds if self.seconds else 0.0
+        tp = self.throughput
         lines = [
-            f"{self.product}: {self.tiles} tile(s) × {len(self.years)} year(s), {self.blocks} block(s)",
-            f"  block-years computed {self.block_years_done}, skipped (already done) {self.block_years_skipped}",
-            f"  tiles written {len(self.tiles_written)}, skipped {self.tiles_skipped}",
-            f"  {self.windows} windows, {self.seconds:.1f} s, {rate:.2f} km²·year/s",
+            f"{self.product}: {self.status}; {self.tiles} tile(s) × {len(self.years)} year(s), {self.blocks} block(s)",
+            f"  block-years computed {self.block_years_done}, skipped (already done) {self.block_years_skipped}; "
+            f"blocks voted {self.blocks_voted}, skipped {self.blocks_skipped}, failed {len(self.blocks_failed)}",
+            f"  tiles written {len(self.tiles_written)}, skipped {self.tiles_skipped}, failed {len(self.tiles_failed)}",
+            f"  {self.windows} windows in {self.seconds:.1f} s: {tp.get('windows_per_s', 0):.1f} windows/s, "
+            f"{tp.get('km2_years_per_s', 0):.2f} km²·year/s ({self.device}, {self.precision}, batch {self.batch})",
         ]
+        if self.stage_seconds:
+            lines.append("  worker time: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.stage_seconds.items())))
+        if any(self.retried.values()):
+            lines.append("  retried (error or lost worker): "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.retried.items())))
         lines += [f"  warning: {w}" for w in self.warnings]
         if self.failed:
-            lines.append(f"  FAILED {len(self.failed)}: " + "; ".join(self.failed[:5]))
+            lines.append(f"  FAILED {len(self.failed)}: " + "; ".join(self.failed[:5])
+                         + (" …" if len(self.failed) > 5 else ""))
         return "\n".join(lines)
 
 
@@ -111,9 +131,10 @@ def _check_manifest(run_dir: Path, manifest: dict) -> None:
 
 def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str | Inputs,
             out_dir: str | Path, *, checkpoint: str | None = None, block_size: str | float | None = None,
-            device: str = "cpu") -> tuple[RunContext, Plan]:
+            device: str = "cpu", precision: str | None = None, batch: int | None = None) -> tuple[RunContext, Plan]:
     """Everything that can refuse the run, before any work: product chain, plan, sources, checkpoint.
-    `source` is a `--source` string (its own inputs only) or the `Inputs` of `open_inputs`."""
+    `source` is a `--source` string (its own inputs only) or the `Inputs` of `open_inputs`. `precision`
+    defaults to bf16 on CUDA and fp32 elsewhere; `batch` (windows per forward pass) to the product's."""
     check_product(product)
     scheme = tile_scheme(product, block_size)
     plan = plan_region(region, scheme, years)
@@ -128,103 +149,194 @@ def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int
         "source": inputs.describe(),
     }
     _check_manifest(run_dir, manifest)
+    if precision is None:
+        precision = "bf16" if device.startswith("cuda") else "fp32"
+    batch = batch or product.window.batch
+    if batch < 1:
+        raise RunError(f"batch {batch}: give at least one window per forward pass")
+    model = ModelRef(str(ckpt_path), sha256, product.model.architecture, device, precision)
     scale = scheme.scale
-    extent = plan.tiles[0].extent
-    for tile in plan.tiles[1:]:
-        extent = extent.union(tile.extent)
-    extent = extent.scaled(scale)
+    extent = plan.extent().scaled(scale)
     store = RunStore.open(run_dir / "store.zarr", extent, plan.years, scheme.block_px * scale)
     ctx = RunContext(
         product=product, scheme=scheme, inputs=inputs,
-        model=ModelRef(str(ckpt_path), sha256, product.model.architecture, device),
-        years=plan.years, run_dir=str(run_dir), out_dir=str(out_dir), store_path=store.path,
+        model=model, batch=batch, years=plan.years, run_dir=str(run_dir), out_dir=str(out_dir), store_path=store.path,
         store_extent=(extent.row, extent.col, extent.height, extent.width),
         coverage=coverage, warnings=tuple(coverage_warnings(coverage, inputs)),
     )
     return ctx, plan
 
 
-def _tile_tasks(client, ctx: RunContext, tile: Tile, report: RunReport, retries: int) -> list:
-    """Submit what is left to do for one tile; return its futures."""
-    futures = []
-    votes = []
-    for block in tile.blocks:
-        if is_done(ctx.run_dir, "vote", block.id):
-            report.block_years_skipped += len(ctx.years)
-            continue
-        preds = []
-        for year in ctx.years:
-            if is_done(ctx.run_dir, "predict", block_year_key(block, year)):
-                report.block_years_skipped += 1
-                continue
-            preds.append(client.submit(predict_block_year, ctx, block, year, retries=retries, pure=False,
-                                       key=f"predict-{block_year_key(block, year)}-{os.urandom(3).hex()}"))
-        vote = client.submit(vote_block, ctx, block, *preds, retries=retries, pure=False,
-                             key=f"vote-{block.id}-{os.urandom(3).hex()}")
-        futures += preds + [vote]
-        votes.append(vote)
-    for year in ctx.years:
-        if is_done(ctx.run_dir, "export", f"{tile.key}-{year}") and ctx.tile_path(tile.row, tile.col, year).exists():
-            report.tiles_skipped += 1
-            continue
-        futures.append(client.submit(export_tile_year, ctx, tile, year, *votes, retries=retries, pure=False,
-                                     key=f"export-{tile.key}-{year}-{os.urandom(3).hex()}"))
-    return futures
+@dataclass(frozen=True)
+class RunTasks:
+    """The functions a run's tasks call (the tests swap them for cheap ones to stream a national plan)."""
+
+    read: Callable = read_block_year
+    predict: Callable = predict_block_year
+    vote: Callable = vote_block
+    export: Callable = export_tile_year
+
+
+class _Progress:
+    """Which blocks of which tiles are still open, for the tiles being worked on only."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}  # tile key → blocks not yet voted
+        self.tiles: dict[str, Tile] = {}
+        self.broken: dict[str, str] = {}  # tile key → first failed block id
+        self.block_tile: dict[str, str] = {}  # block id → tile key, for the blocks in flight
+        self.exports: dict[str, str] = {}  # export ident → tile file name, for the exports in flight
 
 
 def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int, str], None] | None = None,
-            max_in_flight: int = 256, retries: int = 2) -> RunReport:
-    """Run the plan on `client` (a distributed.Client); returns the report, also written as JSON."""
-    from distributed import as_completed
+            max_in_flight: int = 256, retries: int = 2, gpu: bool | None = None,
+            tasks: RunTasks = RunTasks()) -> RunReport:
+    """Run the plan on `client` (a distributed.Client); returns the report, also written as JSON.
 
+    Blocks are drawn from the plan tile by tile as the cluster takes them: per block, a read and a
+    predict task per year still to do, then the vote; a tile's export tasks go once all its blocks are
+    voted. At most `max_in_flight` tasks are live. Predict tasks ask for one `GPU` resource when `gpu`
+    (default: when the model runs on CUDA). A task that keeps failing is reported with its block and
+    error; the rest goes on. Interrupted (Ctrl-C), the live tasks are cancelled and the report says so.
+    """
     started = time.perf_counter()
+    gpu = ctx.model.device.startswith("cuda") if gpu is None else gpu
+    model_resources = {"GPU": 1} if gpu else None
     client.register_plugin(PreloadModel(ctx.model))
     report = RunReport(product=ctx.product.name, years=list(ctx.years), tiles=len(plan.tiles),
-                       blocks=len(plan.blocks), checkpoint_sha256=ctx.model.sha256,
-                       area_km2=plan.summary()["area_km2"],
-                       versions={p: version(p) for p in ("mapgen", "torch", "rasterio", "dask", "zarr")},
+                       blocks=plan.block_count, checkpoint_sha256=ctx.model.sha256,
+                       area_km2=plan.summary()["area_km2"], device=ctx.model.device,
+                       precision=ctx.model.precision, batch=ctx.batch, cluster=describe_cluster(client, gpu),
+                       versions={p: version(p) for p in ("mapgen", "torch", "rasterio", "dask", "distributed",
+                                                         "zarr")},
                        inputs=ctx.inputs.describe(), coverage=ctx.coverage or {}, warnings=list(ctx.warnings))
-    pending = deque(plan.tiles)
-    running = as_completed()
-    in_flight = 0
+    stream = TaskStream(client, max_in_flight=max_in_flight, retries=retries)
+    state = _Progress()
+    years = ctx.years
+    total = plan.block_count * (2 * len(years) + 1) + len(plan.tiles) * len(years)
     done = 0
-    total = 0
-    while pending or in_flight:
-        while pending and in_flight < max_in_flight:
-            futures = _tile_tasks(client, ctx, pending.popleft(), report, retries)
-            for future in futures:
-                running.add(future)
-            in_flight += len(futures)
-            total += len(futures)
-        if not in_flight:
-            continue
-        future = next(running)
-        in_flight -= 1
-        done += 1
-        kind = future.key.split("-", 1)[0]
-        if future.status == "error":
-            report.failed.append(f"{future.key.rsplit('-', 1)[0]}: {future.exception()}")
-        else:
-            result = future.result()
-            report.stage_seconds[kind] = report.stage_seconds.get(kind, 0.0) + result["seconds"]
-            if kind == "predict":
+
+    def tick(kind: str, n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total, kind)
+
+    def submit_exports(tile: Tile) -> None:
+        for year in years:
+            path = ctx.tile_path(tile.row, tile.col, year)
+            if is_done(ctx.run_dir, "export", f"{tile.key}-{year}") and path.exists():
+                report.tiles_skipped += 1
+                tick("skipped")
+            else:
+                state.exports[f"{tile.key}-{year}"] = path.name
+                stream.submit("export", f"{tile.key}-{year}", tasks.export, ctx, tile, year)
+
+    def block_work(tile: Tile, block: Block) -> None:
+        if is_done(ctx.run_dir, "vote", block.id):
+            report.block_years_skipped += len(years)
+            report.blocks_skipped += 1
+            tick("skipped", 2 * len(years) + 1)
+            _block_closed(tile.key)
+            return
+        state.block_tile[block.id] = tile.key
+        predicted = []
+        for year in years:
+            key = block_year_key(block, year)
+            if is_done(ctx.run_dir, "predict", key):
+                report.block_years_skipped += 1
+                tick("skipped", 2)
+                continue
+            inputs = stream.submit("read", key, tasks.read, ctx, block, year)
+            predicted.append(stream.submit("predict", key, tasks.predict, ctx, block, year, inputs,
+                                           resources=model_resources))
+        stream.submit("vote", block.id, tasks.vote, ctx, block, *predicted)
+
+    def _block_closed(tile_key: str) -> None:
+        state.open[tile_key] -= 1
+        if state.open[tile_key] == 0:
+            tile = state.tiles.pop(tile_key)
+            del state.open[tile_key]
+            if tile_key in state.broken:
+                names = [ctx.tile_path(tile.row, tile.col, y).name for y in years]
+                report.tiles_failed += names
+                report.failed.append(f"tile {tile.key} ({', '.join(names)}): not written, block "
+                                     f"{state.broken.pop(tile_key)} failed")
+                tick("failed", len(years))
+            else:
+                submit_exports(tile)
+
+    def work():
+        for tile in plan.tiles:
+            state.open[tile.key] = len(tile)
+            state.tiles[tile.key] = tile
+            for block in tile.blocks:
+                yield lambda tile=tile, block=block: block_work(tile, block)
+
+    try:
+        for finished in stream.results(work()):
+            kind, ident, result = finished.kind, finished.ident, finished.result
+            tick(kind)
+            if kind == "export":
+                name = state.exports.pop(ident)
+                if finished.error is not None:
+                    report.tiles_failed.append(name)
+                    report.failed.append(f"export {name}: {finished.error}")
+                else:
+                    report.tiles_written.append(result["tile"])
+                    report.stage_seconds["export"] = report.stage_seconds.get("export", 0.0) + result["seconds"]
+                continue
+            block_id = ident.split("-", 1)[0]
+            tile_key = state.block_tile[block_id]
+            if finished.error is not None:
+                if block_id not in report.blocks_failed:  # its dependents fail with the same error: once
+                    report.blocks_failed.append(block_id)
+                    report.failed.append(f"{kind} {ident}: {finished.error}")
+                state.broken.setdefault(tile_key, block_id)
+            elif kind == "predict":
+                for stage, seconds in (("read", result["read_seconds"]), ("predict", result["seconds"])):
+                    report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + seconds
                 report.block_years_done += 1
                 report.windows += result["windows"]
             elif kind == "vote":
+                report.stage_seconds["vote"] = report.stage_seconds.get("vote", 0.0) + result["seconds"]
                 report.blocks_voted += 1
-            elif kind == "export":
-                report.tiles_written.append(result["tile"])
-        future.release()
-        if progress:
-            progress(done, total, kind)
-    if not report.failed:
-        for year in ctx.years:
-            tiles = [ctx.tile_path(t.row, t.col, year) for t in plan.tiles]
-            others = _tiles_of_year(ctx, year)
-            write_vrt(ctx.vrt_path(year), sorted(set(tiles) | set(others)), ctx.product.output)
-    report.seconds = time.perf_counter() - started
-    _write_report(ctx, report)
+            if kind == "vote":  # done or failed, the block is closed
+                del state.block_tile[block_id]
+                _block_closed(tile_key)
+        report.status = "failed" if report.failed else "finished"
+    except BaseException:
+        report.status = "interrupted"
+        raise
+    finally:
+        report.peak_in_flight = stream.peak_in_flight
+        try:
+            ledger = stream.ledger() if report.status != "interrupted" else {}
+        finally:
+            stream.close()
+        for key in ledger.get("retried", []):
+            kind = key.split("-", 1)[0]
+            report.retried[kind] = report.retried.get(kind, 0) + 1
+        report.seconds = time.perf_counter() - started
+        report.throughput = _throughput(report)
+        if report.status == "finished":
+            for year in ctx.years:
+                tiles = [ctx.tile_path(t.row, t.col, year) for t in plan.tiles]
+                others = _tiles_of_year(ctx, year)
+                write_vrt(ctx.vrt_path(year), sorted(set(tiles) | set(others)), ctx.product.output)
+        _write_report(ctx, report)
     return report
+
+
+def _throughput(report: RunReport) -> dict[str, float]:
+    if not report.seconds:
+        return {}
+    return {
+        "windows_per_s": report.windows / report.seconds,
+        "block_years_per_hour": report.block_years_done * 3600 / report.seconds,
+        "km2_years_per_s": report.area_km2 * len(report.years) * report.block_years_done
+        / max(1, report.blocks * len(report.years)) / report.seconds,
+    }
 
 
 def _tiles_of_year(ctx: RunContext, year: int) -> list[Path]:

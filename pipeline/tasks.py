@@ -1,6 +1,7 @@
-"""The three kinds of task a run is made of; each runs on a worker and writes its result to disk.
+"""The four kinds of task a run is made of; each runs on a worker and writes its result to disk.
 
-predict_block_year: read a block + halo → windows → model → max stitch → crop → post → store `classes`
+read_block_year:    a block + the halo of its windows, normalised, and its mask layers (no GPU)
+predict_block_year: windows → model → max stitch → crop → post → store `classes` (asks for a GPU)
 vote_block:         all years of a block → temporal chain → store `final`
 export_tile_year:   the blocks of a tile → COG under its final name
 """
@@ -8,6 +9,7 @@ export_tile_year:   the blocks of a tile → COG under its final name
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,45 +41,63 @@ def block_year_key(block: Block, year: int) -> str:
     return f"{block.id}-{year}"
 
 
-def predict_block_year(ctx: RunContext, block: Block, year: int) -> dict:
-    """Predict one block for one year and store its class codes."""
+@dataclass(frozen=True)
+class BlockInputs:
+    """What `read_block_year` hands to `predict_block_year`: the normalised image over the block and the
+    halo its windows need (zero where there is no data), where there is data, and each mask layer with a
+    one-pixel halo (None: switched off)."""
+
+    read: Box
+    image: np.ndarray  # (C, H, W) float32 on `read`
+    valid: np.ndarray  # (H, W) bool on `read`
+    layers: dict[str, np.ndarray | None]
+    seconds: float
+
+
+def read_block_year(ctx: RunContext, block: Block, year: int) -> BlockInputs:
+    """Read one block-year's inputs (no GPU: runs beside the model, so the next block is ready in time)."""
     started = time.perf_counter()
-    product, scale = ctx.product, ctx.scheme.scale
+    product = ctx.product
     image = product.image_input
-    lattice = ctx.lattice
-    read, origins = lattice.covering(block.box)
+    read, _ = ctx.lattice.covering(block.box)
     pixels = _load(open_box(ctx.inputs.source(image.name), image, year, block.grid, read, chunks=CHUNK))
     valid = np.isfinite(pixels).all(axis=0)
     mean = np.asarray(image.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(image.std, dtype=np.float32)[:, None, None]
     x = np.where(valid, (pixels - mean) / std, 0.0).astype(np.float32)  # zero padding where no data
+    layers: dict[str, np.ndarray | None] = {}
+    for step in product.post:
+        if step.kernel == "mask":
+            name = step["layer"]
+            if name in ctx.inputs.absent:
+                layers[name] = None  # switched off by the user: the step is skipped
+            else:
+                layers[name] = _load(open_box(ctx.inputs.source(name), product.input(name), year, block.grid,
+                                              block.box.grown(1), chunks=CHUNK))[0]
+    return BlockInputs(read, x, valid, layers, time.perf_counter() - started)
 
+
+def predict_block_year(ctx: RunContext, block: Block, year: int, inputs: BlockInputs) -> dict:
+    """Run the model over one block-year's windows, stitch, post-process and store its class codes."""
+    started = time.perf_counter()
+    product, scale, lattice = ctx.product, ctx.scheme.scale, ctx.lattice
+    read, origins = lattice.covering(block.box)
     # Windows without a single pixel of data would only predict pixels that are no data anyway.
     local = origins - np.array([read.row, read.col])
     n = lattice.size
-    useful = np.array([valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
+    useful = np.array([inputs.valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
     origins = origins[useful]
-    conf_windows = predict_windows(ctx.model, lattice.extract(x, read, origins), product.window.batch)
+    conf_windows = predict_windows(ctx.model, lattice.extract(inputs.image, read, origins), ctx.batch)
     canvas = max_stitch(conf_windows, origins, read, scale)
 
     out_box = block.box.scaled(scale)
     rows, cols = out_box.slices_in(read.scaled(scale))
-    conf = canvas[rows, cols]
     vrows, vcols = block.box.slices_in(read)
-    block_valid = valid[vrows, vcols]
-
-    def layer_with_halo(name: str) -> np.ndarray | None:
-        if name in ctx.inputs.absent:
-            return None  # switched off by the user: the step is skipped
-        spec = product.input(name)
-        return _load(open_box(ctx.inputs.source(name), spec, year, block.grid, block.box.grown(1),
-                              chunks=CHUNK))[0]
-
-    codes = apply_post(product.post, conf, block_valid, layer_with_halo, scale)
+    codes = apply_post(product.post, canvas[rows, cols], inputs.valid[vrows, vcols], inputs.layers.get, scale)
     _store(ctx).write("classes", year, out_box, codes)
     mark_done(ctx.run_dir, "predict", block_year_key(block, year))
     return {"block": block.id, "year": year, "windows": int(len(origins)),
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "read_seconds": inputs.seconds}
 
 
 def vote_block(ctx: RunContext, block: Block, *_predicted: dict) -> dict:

@@ -6,6 +6,7 @@ run. A tile is an output cell of the tiling; it is written once all of its block
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -41,26 +42,40 @@ class Block:
         return self.grid.bounds(self.box)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Tile:
-    """An output tile and the blocks of the plan inside it. Its written extent is the bounding box of
-    those blocks (a national run fills whole cells; a small region writes only the part it touches)."""
+    """An output tile and the blocks of the plan inside it, kept as two small integer arrays (a national
+    plan has ~10^5 blocks; Block objects are made only while a tile is worked on). Its written extent is the
+    bounding box of those blocks (a national run fills whole cells; a small region writes only the part it
+    touches)."""
 
     row: int
     col: int
-    blocks: tuple[Block, ...]
+    block_rows: np.ndarray  # int32, in the block lattice, in plan order
+    block_cols: np.ndarray
+    scheme: TileScheme
+    years: tuple[int, ...]
 
     @property
     def key(self) -> str:
         return f"t{self.row}c{self.col}"
 
+    def __len__(self) -> int:
+        return len(self.block_rows)
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        grid, tile = self.scheme.input_grid, (self.row, self.col)
+        return tuple(Block(int(r), int(c), self.scheme.block_box(int(r), int(c)), grid, self.years, tile)
+                     for r, c in zip(self.block_rows, self.block_cols, strict=True))
+
     @property
     def extent(self) -> Box:
         """Input-grid box of the written part of the tile."""
-        box = self.blocks[0].box
-        for block in self.blocks[1:]:
-            box = box.union(block.box)
-        return box
+        n = self.scheme.block_px
+        top, left = int(self.block_rows.min()), int(self.block_cols.min())
+        return Box(top * n, left * n, (int(self.block_rows.max()) - top + 1) * n,
+                   (int(self.block_cols.max()) - left + 1) * n)
 
 
 @dataclass
@@ -71,33 +86,52 @@ class Plan:
     tiles: list[Tile] = field(default_factory=list)
 
     @property
+    def block_count(self) -> int:
+        return sum(len(t) for t in self.tiles)
+
+    def iter_blocks(self) -> Iterator[Block]:
+        """Every block, tile by tile, made as it is asked for."""
+        for tile in self.tiles:
+            yield from tile.blocks
+
+    @property
     def blocks(self) -> list[Block]:
-        return [b for t in self.tiles for b in t.blocks]
+        """Every block as a list (small plans; a national one should use `iter_blocks`)."""
+        return list(self.iter_blocks())
 
     def tile_names(self, year: int) -> list[str]:
         return [self.scheme.tile_name(t.row, t.col, year) for t in self.tiles]
 
+    def extent(self) -> Box:
+        """Input-grid bounding box of every planned block."""
+        box = self.tiles[0].extent
+        for tile in self.tiles[1:]:
+            box = box.union(tile.extent)
+        return box
+
     def summary(self) -> dict:
         """Counts, areas and pixel numbers, as printed by `mapgen plan`."""
-        blocks = self.blocks
+        blocks = self.block_count
         block_px = self.scheme.block_px
         out_px = block_px * self.scheme.scale
-        area_km2 = sum(_block_area_km2(self.scheme, b.row) for b in blocks)
+        rows = np.concatenate([t.block_rows for t in self.tiles])
+        area_km2 = sum(_block_area_km2(self.scheme, int(r)) * int(n)
+                       for r, n in zip(*np.unique(rows, return_counts=True), strict=True))
         return {
             "years": list(self.years),
             "tiles": len(self.tiles),
             "tile_names": {str(y): self.tile_names(y) for y in self.years},
-            "blocks": len(blocks),
-            "block_years": len(blocks) * len(self.years),
+            "blocks": blocks,
+            "block_years": blocks * len(self.years),
             "block_size_deg": float(self.scheme.block_size),
             "tile_size_deg": float(self.scheme.tile_size),
             "area_km2": round(area_km2, 3),
             "region_area_km2": round(abs(_GEOD.geometry_area_perimeter(self.region)[0]) / 1e6, 3),
             "input_resolution_deg": float(self.scheme.input_grid.res),
             "output_resolution_deg": float(self.scheme.output_grid.res),
-            "input_pixels_per_year": len(blocks) * block_px**2,
-            "output_pixels_per_year": len(blocks) * out_px**2,
-            "output_pixels": len(blocks) * out_px**2 * len(self.years),
+            "input_pixels_per_year": blocks * block_px**2,
+            "output_pixels_per_year": blocks * out_px**2,
+            "output_pixels": blocks * out_px**2 * len(self.years),
             "bounds": list(self.region.bounds),
         }
 
@@ -124,7 +158,7 @@ def plan_region(region: BaseGeometry, scheme: TileScheme, years: tuple[int, ...]
     grid = scheme.input_grid
     size = float(scheme.block_size)
     shapely.prepare(region)
-    per_tile: dict[tuple[int, int], list[Block]] = {}
+    per_tile: dict[tuple[int, int], list[tuple[int, int]]] = {}
     west0, _, _, north0 = grid.bounds(scheme.block_box(rows.start, cols.start))
     col_idx = np.arange(cols.start, cols.stop)
     for row in rows:
@@ -135,9 +169,9 @@ def plan_region(region: BaseGeometry, scheme: TileScheme, years: tuple[int, ...]
         hits = col_idx[shapely.intersects(region, cells) & ~shapely.touches(region, cells)]
         for col in hits:
             tile = (row // scheme.blocks_per_tile, int(col) // scheme.blocks_per_tile)
-            per_tile.setdefault(tile, []).append(
-                Block(row, int(col), scheme.block_box(row, int(col)), grid, years, tile))
-    tiles = [Tile(r, c, tuple(blocks)) for (r, c), blocks in sorted(per_tile.items())]
+            per_tile.setdefault(tile, []).append((row, int(col)))
+    tiles = [Tile(r, c, *np.asarray(cells, dtype=np.int32).T, scheme, years)
+             for (r, c), cells in sorted(per_tile.items())]
     if not tiles:
         raise RegionError("the region touches no block")
     return Plan(scheme, years, region, tiles)
