@@ -467,3 +467,60 @@ def products() -> None:
     for name in product_names():
         spec = load_product(name)
         click.echo(f"{name:8s} {spec.title}")
+
+
+@main.group()
+def workflow() -> None:
+    """Scheduled jobs: a TOML file (workflows/jobs/) says what a recurring run makes and where."""
+
+
+@workflow.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+def workflow_show(file: str) -> None:
+    """Print the `mapgen run` command a job file stands for today."""
+    from mapgen.workflows import load_job
+
+    try:
+        job = load_job(file)
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
+    click.echo(job.command())
+
+
+@workflow.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def workflow_run(file: str, extra: tuple[str, ...]) -> None:
+    """Run a job file (resumable: run again, it goes on where it stopped). Options after FILE are passed to
+    `mapgen run` and override the file's, e.g. --scheduler tcp://host:8786."""
+    from mapgen.workflows import load_job
+
+    try:
+        job = load_job(file)
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
+    click.echo(f"mapgen: job {job.name}: {job.command()} {' '.join(extra)}".rstrip(), err=True)
+    run.main(args=[*job.argv, *extra], prog_name="mapgen run", standalone_mode=True)
+
+
+@main.command()
+@click.option("--cluster-config", default=None, type=click.Path(dir_okay=False),
+              help="A settings file to merge over the defaults first.")
+@click.option("--kubernetes-spec", is_flag=True, help="Print the DaskCluster resource the kubernetes cluster "
+              "would be made of instead.")
+def config(cluster_config: str | None, kubernetes_spec: bool) -> None:
+    """Print the cluster settings in force (Dask configuration, `mapgen.*`), as YAML."""
+    import dask.config
+    import yaml
+
+    from .cluster import DEFAULTS, ClusterError, kubernetes_cluster_spec, load_config
+
+    try:
+        if cluster_config:
+            load_config(cluster_config)
+        data = kubernetes_cluster_spec() if kubernetes_spec else {"mapgen": dask.config.get("mapgen")}
+    except ClusterError as exc:
+        _fail(exc)
+    if not kubernetes_spec:
+        click.echo(f"# defaults: {DEFAULTS}; overrides: --cluster-config, ~/.config/dask/*.yaml, DASK_MAPGEN__*")
+    click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())

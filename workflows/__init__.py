@@ -1,5 +1,6 @@
 """Product definitions (declarative TOML files) and scheduled workflows."""
 
+from .job import Job, JobError, load_job
 from .product import (
     GridSpec,
     InputSpec,
@@ -17,6 +18,6 @@ from .product import (
 )
 
 __all__ = [
-    "GridSpec", "InputSpec", "ModelSpec", "OutputClass", "OutputSpec", "Product", "ProductError",
+    "Job", "JobError", "load_job", "GridSpec", "InputSpec", "ModelSpec", "OutputClass", "OutputSpec", "Product", "ProductError",
     "StepSpec", "StitchSpec", "WindowSpec", "load_product", "parse_product", "product_names",
 ]
