@@ -56,11 +56,13 @@ def _common(fn):
 @main.command()
 @_common
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(product: str, years: list[int], region: str, block_size: str | None, as_json: bool) -> None:
-    """Show the tiles, blocks, area and pixels of a run without running anything."""
+@click.option("--list-tiles/--no-list-tiles", default=True, show_default=True, help="List the tile names.")
+def plan(product: str, years: list[int], region: str, block_size: str | None, as_json: bool, list_tiles: bool) -> None:
+    """Show the tiles, blocks, area, windows and compute of a run without running anything."""
     from mapgen.tiles import plan_region
 
     from .context import tile_scheme
+    from .estimate import estimate
 
     try:
         spec = load_product(product)
@@ -68,18 +70,34 @@ def plan(product: str, years: list[int], region: str, block_size: str | None, as
     except _INPUT_ERRORS as exc:
         _fail(exc)
     summary = {"product": spec.name, **the_plan.summary()}
+    from .windows import WindowLattice
+
+    summary["compute"] = estimate(the_plan, WindowLattice(spec.window.size, spec.window.stride))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(f"product {spec.name}: {spec.title}")
     click.echo(f"years {years[0]}–{years[-1]} ({len(years)}), region bounds {summary['bounds']}")
-    click.echo(f"tiles {summary['tiles']} ({summary['tile_size_deg']}°), blocks {summary['blocks']} "
-               f"({summary['block_size_deg']}°), block-years {summary['block_years']}")
+    click.echo(f"tiles {summary['tiles']} ({summary['tile_size_deg']}°), blocks {summary['blocks']:,} "
+               f"({summary['block_size_deg']}°), block-years {summary['block_years']:,}")
     click.echo(f"area {summary['area_km2']:,.1f} km² in blocks ({summary['region_area_km2']:,.1f} km² of region)")
     click.echo(f"pixels per year: input {summary['input_pixels_per_year']:,}, "
                f"output {summary['output_pixels_per_year']:,}")
-    for name in summary["tile_names"][str(years[0])]:
-        click.echo(f"  {name}")
+    compute = summary["compute"]
+    click.echo(f"windows {compute['windows']:,} ({spec.window.size} px, stride {spec.window.stride}); the full "
+               f"STSR-Seg needs {compute['full_model_flop']:.2e} FLOP: {compute['h100_bf16_peak_hours']:,.1f} h of "
+               "one H100 at its bf16 peak (a bound, not a measurement)")
+    gpu_figures = [m for m in compute["measured"] if m["kind"] == "gpu"]
+    for m in compute["measured"]:
+        unit = "GPU-hours" if m["kind"] == "gpu" else "CPU-hours"
+        click.echo(f"  {m['hours']:,.1f} {unit} at {m['windows_per_s']:,.1f} windows/s: STSR-Seg {m['config']}, "
+                   f"{m['precision']}, batch {m['batch']} on {m['device']} (measured {m['date']})")
+    if not gpu_figures:
+        click.echo("  GPU-hours: no GPU figure measured yet; on a GPU machine run "
+                   "python benchmarks/inference.py --record")
+    if list_tiles:
+        for name in summary["tile_names"][str(years[0])]:
+            click.echo(f"  {name}")
 
 
 SOURCE_HELP = ("Where the inputs come from: a pattern like data/{year}/{layer}.tif or imagery/rgbn_{year}.tif, a "

@@ -37,10 +37,27 @@ def load_config(path: str | Path) -> None:
         raise ClusterError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ClusterError(f"{path}: expected a mapping like cluster.yaml (mapgen: cluster: …)")
-    unknown = set(data.get("mapgen") or {}) - set(dask.config.get("mapgen"))
+    unknown = _unknown_keys(data.get("mapgen") or {}, dask.config.get("mapgen"), "mapgen")
     if unknown:
-        raise ClusterError(f"{path}: unknown mapgen setting(s) {', '.join(sorted(unknown))}")
+        raise ClusterError(f"{path}: unknown mapgen setting(s) {', '.join(unknown)}")
     dask.config.update(dask.config.config, data, priority="new")
+
+
+# Sections whose keys are passed on to another library as they are (any SLURMCluster argument)
+_OPEN_SECTIONS = ("mapgen.slurm",)
+
+
+def _unknown_keys(given: dict, known: dict, where: str) -> list[str]:
+    """Dotted names in `given` that the defaults do not have (a typo would otherwise be ignored)."""
+    found = []
+    for key, value in given.items():
+        name = f"{where}.{key}"
+        canonical = key.replace("_", "-")
+        if canonical not in known and key not in known:
+            found.append(name)
+        elif isinstance(value, dict) and name not in _OPEN_SECTIONS:
+            found += _unknown_keys(value, known.get(canonical, known.get(key)) or {}, name)
+    return sorted(found)
 
 
 def setting(name: str) -> Any:
@@ -68,9 +85,8 @@ def local_cluster(workers: int | None = None, threads_per_worker: int | None = N
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
-            raise ClusterError(f"{gpus} GPU(s) here but dask-cuda is not installed: pip install 'mapgen[gpu]', "
-                               "or run on the CPU with --device cpu --cluster-config a file setting "
-                               "mapgen.local.workers") from None
+            raise ClusterError(f"{gpus} GPU(s) here but dask-cuda is not installed: pip install 'mapgen[gpu]' "
+                               "(one worker per GPU), or hide them (CUDA_VISIBLE_DEVICES=) to run on the CPU") from None
         return LocalCUDACluster(n_workers=workers or gpus, threads_per_worker=max(threads, 2),
                                 resources={"GPU": 1}, memory_limit=memory, dashboard_address=None)
     from distributed import LocalCluster
@@ -207,6 +223,9 @@ def resolve_device(device: str, kind: str) -> str:
 
     try:
         with Client(kind, timeout="10s") as client:
+            if not client.scheduler_info(n_workers=-1).get("workers"):
+                raise ClusterError(f"scheduler {kind}: no worker connected yet to tell CPU from GPU; give --device "
+                                   "cuda or --device cpu")
             return "cuda" if workers_have_gpus(client) else "cpu"
     except OSError as exc:
         raise ClusterError(f"scheduler {kind}: cannot connect ({exc})") from None

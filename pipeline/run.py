@@ -185,6 +185,7 @@ class _Progress:
         self.tiles: dict[str, Tile] = {}
         self.broken: dict[str, str] = {}  # tile key → first failed block id
         self.block_tile: dict[str, str] = {}  # block id → tile key, for the blocks in flight
+        self.block_tasks: dict[str, int] = {}  # block id → its tasks not finished yet (errors arrive in any order)
         self.exports: dict[str, str] = {}  # export ident → tile file name, for the exports in flight
 
 
@@ -240,6 +241,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             _block_closed(tile.key)
             return
         state.block_tile[block.id] = tile.key
+        state.block_tasks[block.id] = 1  # the vote; two more per year below
         predicted = []
         for year in years:
             key = block_year_key(block, year)
@@ -247,6 +249,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                 report.block_years_skipped += 1
                 tick("skipped", 2)
                 continue
+            state.block_tasks[block.id] += 2
             inputs = stream.submit("read", key, tasks.read, ctx, block, year)
             predicted.append(stream.submit("predict", key, tasks.predict, ctx, block, year, inputs,
                                            resources=model_resources))
@@ -301,8 +304,9 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             elif kind == "vote":
                 report.stage_seconds["vote"] = report.stage_seconds.get("vote", 0.0) + result["seconds"]
                 report.blocks_voted += 1
-            if kind == "vote":  # done or failed, the block is closed
-                del state.block_tile[block_id]
+            state.block_tasks[block_id] -= 1
+            if not state.block_tasks[block_id]:  # every task of the block has ended, well or not
+                del state.block_tile[block_id], state.block_tasks[block_id]
                 _block_closed(tile_key)
         report.status = "failed" if report.failed else "finished"
     except BaseException:

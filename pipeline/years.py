@@ -17,8 +17,8 @@ def parse_years(text: str, today: datetime.date | None = None) -> list[int]:
     last = str(last_complete_year(today))
     try:
         for part in text.split(","):
-            first, _, final = part.strip().replace("last", last).partition("-")
-            first_year, last_year = int(first), int(final or first)
+            first, dash, final = part.strip().replace("last", last).partition("-")
+            first_year, last_year = int(first), int(final if dash else first)
             if last_year < first_year:
                 raise ValueError
             years.update(range(first_year, last_year + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -347,3 +348,138 @@ def test_rgbn_uint8_in_utm_outside_china_without_dynamic_world(client, checkpoin
 
     report = json.loads((out / RUN_DIR / "report.json").read_text())
     assert report["inputs"]["built"] == "none" and "bands red,green,blue,nir" in report["inputs"]["s2"]
+
+
+# --------------------------------------------------------------------------------------------------
+# National scale (issue 5): a worker lost mid-run, a block that keeps failing, model tasks on GPU workers
+
+
+def _own_cluster(**worker_specs):
+    """A LocalCluster of worker processes made to measure (name → Nanny options), for tests that kill or
+    single out workers without disturbing the shared one."""
+    from distributed import Client, LocalCluster, Nanny
+
+    cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None)
+    for name, options in worker_specs.items():
+        cluster.worker_spec[name] = {"cls": Nanny, "options": {"nthreads": 1, **options}}
+    cluster.sync(cluster._correct_state)
+    client = Client(cluster)
+    client.wait_for_workers(len(worker_specs))
+    return cluster, client
+
+
+def test_a_worker_killed_mid_task_does_not_stop_the_run(scene, checkpoint, reference, tmp_path):
+    """Invariant 6: SIGKILL a worker while it runs a model task; the scheduler gives its tasks to the other
+    worker (and to the one the nanny restarts), and the tiles equal an undisturbed run's."""
+    cluster, client = _own_cluster(a={}, b={})
+    killed = []
+
+    def kill_a_busy_worker(done, total, kind):
+        if killed or done < 4:
+            return
+        for address, keys in client.processing().items():
+            if any(str(k).startswith("predict-") for k in keys):
+                pid = client.run(os.getpid, workers=[address])[address]
+                os.kill(pid, signal.SIGKILL)
+                killed.append((address, pid))
+                return
+
+    try:
+        ctx, plan = prepare(PRODUCT, region_box(), YEARS, str(scene), tmp_path / "out", checkpoint=str(checkpoint),
+                            block_size=TEST_BLOCK)
+        report = execute(client, ctx, plan, progress=kill_a_busy_worker)
+    finally:
+        client.close()
+        cluster.close()
+    assert killed, "no worker was busy with a model task"
+    assert report.status == "finished" and not report.failed
+    assert report.retried.get("predict", 0) >= 1  # the task that was running when its worker died
+    assert report.block_years_done == 4 * len(YEARS)
+    assert _digest(tmp_path / "out") == _digest(reference)
+
+
+def _corrupt_tile(path: Path, tile_col: int, tile_row: int) -> None:
+    """Overwrite one internal tile of a compressed GeoTIFF with zeros: GDAL then fails to decode it, every
+    time (a damaged file, not a flaky read)."""
+    with rasterio.open(path) as src:
+        offset = int(src.get_tag_item(f"BLOCK_OFFSET_{tile_col}_{tile_row}", "TIFF", bidx=1))
+        size = int(src.get_tag_item(f"BLOCK_SIZE_{tile_col}_{tile_row}", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes(size))
+
+
+def test_a_block_that_keeps_failing_is_reported_and_the_rest_goes_on(client, scene, checkpoint, reference,
+                                                                     region_file, tmp_path):
+    """A damaged input under some blocks in 2017: those block-years are tried 1 + 2 times, then reported
+    with their block and error; every other block-year is done. With the file mended, the same command
+    finishes only what is missing, and the tiles equal the reference."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from mapgen.pipeline.cli import main
+
+    data = tmp_path / "data"
+    for year in YEARS:
+        (data / str(year)).mkdir(parents=True)
+        for layer in ("s2", "built"):
+            shutil.copy(scene / str(year) / f"{layer}.tif", data / str(year) / f"{layer}.tif")
+    damaged = data / "2017" / "s2.tif"
+    _corrupt_tile(damaged, 1, 2)  # rows 1024–1273, cols 512–1023 of the scene: under the south-east block
+    out = tmp_path / "out"
+    args = ["run", "--product", "cbra", "--years", "2016-2018", "--region", str(region_file), "--source",
+            str(data / "{year}" / "{layer}.tif"), "--out", str(out), "--checkpoint", str(checkpoint),
+            "--block-size", TEST_BLOCK, "--scheduler", client.scheduler.address, "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit), \
+        result.exc_info
+    report = json.loads((out / RUN_DIR / "report.json").read_text())
+    assert report["status"] == "failed"
+    failed_blocks = report["blocks_failed"]
+    assert 1 <= len(failed_blocks) < 4
+    block_errors = [f for f in report["failed"] if not f.startswith("tile ")]
+    assert len(block_errors) == len(failed_blocks)
+    for block, line in zip(failed_blocks, block_errors, strict=True):
+        assert line.startswith(f"read {block}-2017: ") and "s2.tif" in line  # block, year, error, file
+    assert report["retried"]["read"] >= len(failed_blocks)
+    # the rest went on: every other block-year is predicted, the healthy blocks are voted
+    predicted = {p.name for p in (out / RUN_DIR / "state" / "predict").glob("[!.]*")}
+    assert len(predicted) == 4 * len(YEARS) - len(failed_blocks)
+    voted = {p.name for p in (out / RUN_DIR / "state" / "vote").glob("[!.]*")}
+    assert len(voted) == 4 - len(failed_blocks) and not voted & set(failed_blocks)
+    assert report["tiles_failed"] == [f"CBRA_{y}_E115N40.tif" for y in YEARS] and not list(out.glob("*.tif"))
+    assert "FAILED" in result.stderr and failed_blocks[0] in result.stderr
+
+    done_before = {p.name: p.stat().st_mtime_ns for p in (out / RUN_DIR / "state" / "predict").glob("[!.]*")}
+    shutil.copy(scene / "2017" / "s2.tif", damaged)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    after = {p.name: p.stat().st_mtime_ns for p in (out / RUN_DIR / "state" / "predict").glob("[!.]*")}
+    assert {k: after[k] for k in done_before} == done_before  # finished work is not redone
+    assert _digest(out) == _digest(reference)
+
+
+def test_model_tasks_go_to_gpu_workers_and_the_rest_anywhere(scene, checkpoint, reference, tmp_path):
+    """Predict tasks ask for the Dask resource GPU: on a cluster where one worker advertises it, every model
+    task runs there, while reads, votes and exports also use the worker without it. (No GPU here: the
+    resource is advertised by a CPU worker, and the model runs on the CPU.)"""
+    from distributed import get_task_stream
+
+    cluster, client = _own_cluster(gpu={"resources": {"GPU": 1}}, cpu={})
+    try:
+        workers = {info["name"]: address for address, info in client.scheduler_info()["workers"].items()}
+        ctx, plan = prepare(PRODUCT, region_box(), YEARS, str(scene), tmp_path / "out", checkpoint=str(checkpoint),
+                            block_size=TEST_BLOCK)
+        with get_task_stream(client) as stream:
+            report = execute(client, ctx, plan, gpu=True)
+    finally:
+        client.close()
+        cluster.close()
+    assert report.status == "finished" and report.cluster["gpus"] == 1
+    ran_on: dict[str, set[str]] = {}
+    for record in stream.data:
+        ran_on.setdefault(str(record["key"]).split("-", 1)[0], set()).add(record["worker"])
+    assert ran_on["predict"] == {workers["gpu"]}
+    assert workers["cpu"] in set().union(*(ran_on[k] for k in ("read", "vote", "export") if k in ran_on))
+    assert _digest(tmp_path / "out") == _digest(reference)

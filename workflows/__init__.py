@@ -18,6 +18,7 @@ from .product import (
 )
 
 __all__ = [
-    "Job", "JobError", "load_job", "GridSpec", "InputSpec", "ModelSpec", "OutputClass", "OutputSpec", "Product", "ProductError",
+    "Job", "JobError", "load_job",
+    "GridSpec", "InputSpec", "ModelSpec", "OutputClass", "OutputSpec", "Product", "ProductError",
     "StepSpec", "StitchSpec", "WindowSpec", "load_product", "parse_product", "product_names",
 ]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -21,6 +22,16 @@ def read_box(path: str, grid: Grid, box: Box, resampling: Resampling = Resamplin
     GDAL (WarpedVRT), the way GDAL tools reproject. `indexes` picks bands (1-based, in that order);
     `nodata` overrides the file's own no-data value.
     """
+    try:
+        return _read_box(path, grid, box, resampling, indexes, nodata)
+    except rasterio.errors.RasterioIOError as exc:
+        # GDAL's own message sits in the cause; rasterio's error may not cross to the client intact
+        cause = str(exc.__cause__ or exc).strip().splitlines()[0]
+        raise OSError(f"{path}: cannot read {grid.bounds(box)}: {cause}") from None
+
+
+def _read_box(path: str, grid: Grid, box: Box, resampling: Resampling, indexes: Sequence[int] | None,
+              nodata: float | None) -> np.ndarray:
     with rasterio.open(path) as src:
         indexes = list(indexes) if indexes else list(range(1, src.count + 1))
         src_nodata = src.nodata if nodata is None else nodata
