@@ -48,7 +48,8 @@ def _common(fn):
                       "(default: the product's).")(fn)
     fn = click.option("--region", required=True, type=click.Path(dir_okay=False),
                       help="Region of interest: GeoJSON or any vector file.")(fn)
-    fn = click.option("--years", required=True, type=YEARS, help="e.g. 2016-2021")(fn)
+    fn = click.option("--years", required=True, type=YEARS,
+                      help="e.g. 2016-2021, 2016,2018 or 2016-last (the last complete year).")(fn)
     fn = click.option("--product", required=True, help="Product name (e.g. cbra) or product .toml file.")(fn)
     return fn
 
@@ -120,7 +121,7 @@ def _source_options(fn):
         click.option("--collection", default="sentinel-2-l2a", show_default=True,
                      help="STAC collection of the scenes."),
         click.option("--cloud-cover", default=20.0, show_default=True,
-                     help="STAC scenes with eo:cloud_cover at or above this (%%) are left out (paper: 20)."),
+                     help="STAC scenes with eo:cloud_cover at or above this (%) are left out (paper: 20)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

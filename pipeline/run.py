@@ -238,7 +238,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             report.block_years_skipped += len(years)
             report.blocks_skipped += 1
             tick("skipped", 2 * len(years) + 1)
-            _block_closed(tile.key)
+            close_block(tile.key)
             return
         state.block_tile[block.id] = tile.key
         state.block_tasks[block.id] = 1  # the vote; two more per year below
@@ -255,7 +255,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                                            resources=model_resources))
         stream.submit("vote", block.id, tasks.vote, ctx, block, *predicted)
 
-    def _block_closed(tile_key: str) -> None:
+    def close_block(tile_key: str) -> None:
         state.open[tile_key] -= 1
         if state.open[tile_key] == 0:
             tile = state.tiles.pop(tile_key)
@@ -307,7 +307,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             state.block_tasks[block_id] -= 1
             if not state.block_tasks[block_id]:  # every task of the block has ended, well or not
                 del state.block_tile[block_id], state.block_tasks[block_id]
-                _block_closed(tile_key)
+                close_block(tile_key)
         report.status = "failed" if report.failed else "finished"
     except BaseException:
         report.status = "interrupted"
