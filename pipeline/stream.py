@@ -152,8 +152,3 @@ class TaskStream:
                 pass
             self._ledger_name = None
 
-
-def ident_of(key: str) -> tuple[str, str]:
-    """(kind, ident) of a stream key '{kind}-{ident}-{session}'."""
-    kind, rest = key.split("-", 1)
-    return kind, rest.rsplit("-", 1)[0]
