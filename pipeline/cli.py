@@ -162,16 +162,6 @@ def _cluster_options(fn):
     return fn
 
 
-def _open_cluster(cluster: str | None, scheduler: str | None, cluster_config: str | None, workers: int | None,
-                  threads_per_worker: int | None):
-    """Load the settings, then start (or reach) the cluster: a client whose close_client ends what it made."""
-    from .cluster import load_config, make_client
-
-    if cluster_config:
-        load_config(cluster_config)
-    return make_client(cluster, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
-
-
 @main.command()
 @_common
 @_source_options
@@ -191,56 +181,55 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
         workers: int | None, threads_per_worker: int | None, checkpoint: str | None, device: str, precision: str,
         batch: int | None, progress: bool) -> None:
     """Produce the product's tiles over a region and years."""
-    from .cluster import ClusterError
+    from .cluster import ClusterError, load_config, make_client
     from .run import RunError
 
     try:
+        if cluster_config:
+            load_config(cluster_config)
         ctx, the_plan = _prepare_run(
             product=product, years=years, region=region, block_size=block_size, source=source, mask=mask,
             bands=bands, scale=scale, offset=offset, nodata=nodata, collection=collection, cloud_cover=cloud_cover,
-            out=out, checkpoint=checkpoint, device=device, precision=precision, batch=batch, cluster=cluster,
-            scheduler=scheduler, cluster_config=cluster_config)
+            out=out, checkpoint=checkpoint, device=device, precision=precision, batch=batch,
+            cluster=scheduler or cluster)
     except (*_INPUT_ERRORS, RunError, ClusterError) as exc:
         _fail(exc)
-    _run_prepared(ctx, the_plan, dict(cluster=cluster, scheduler=scheduler, cluster_config=None, workers=workers,
-                                      threads_per_worker=threads_per_worker), progress)
-
-
-def _prepare_run(*, product: str, years: list[int], region: str, block_size: str | None, source: str,
-                 mask: str | None, bands: str | None, scale: float | None, offset: float | None,
-                 nodata: float | None, collection: str, cloud_cover: float, out: str, checkpoint: str | None,
-                 device: str, precision: str, batch: int | None, cluster: str | None, scheduler: str | None,
-                 cluster_config: str | None):
-    """Every check of a run, before any cluster starts: (context, plan)."""
-    from .cluster import load_config, resolve_device, setting
-    from .run import prepare
-
-    if cluster_config:
-        load_config(cluster_config)
-    spec = load_product(product)
-    inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
-    device = resolve_device(device, scheduler or cluster or setting("cluster"))
-    if batch is None and device.startswith("cuda"):
-        batch = int(setting("gpu-batch"))
-    return prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint, block_size=block_size,
-                   device=device, precision=None if precision == "auto" else precision, batch=batch)
-
-
-def _run_prepared(ctx, the_plan, cluster_args: dict, progress: bool) -> None:
-    """Start the cluster, stream the plan through it, print the summary; exit 1 if anything failed, 130 if
-    interrupted (the same command resumes)."""
-    from .cluster import ClusterError, close_client, setting
-    from .run import execute
-
     summary = the_plan.summary()
     click.echo(f"{ctx.product.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × "
                f"{len(ctx.years)} year(s) → {ctx.out_dir} ({ctx.model.device}, {ctx.model.precision})", err=True)
     for line in ctx.warnings:
         click.echo(f"mapgen: warning: {line}", err=True)
     try:
-        client = _open_cluster(**cluster_args)
+        client = make_client(cluster, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
     except ClusterError as exc:
         _fail(exc)
+    _stream_run(client, ctx, the_plan, progress)
+
+
+def _prepare_run(*, product: str, years: list[int], region: str, block_size: str | None, source: str,
+                 mask: str | None, bands: str | None, scale: float | None, offset: float | None,
+                 nodata: float | None, collection: str, cloud_cover: float, out: str, checkpoint: str | None,
+                 device: str, precision: str, batch: int | None, cluster: str | None):
+    """Every check of a run, before any cluster starts: (context, plan). `cluster` is the kind or scheduler
+    address the run will go to (None: the `mapgen.cluster` setting), for `--device auto`."""
+    from .cluster import resolve_device, setting
+    from .run import prepare
+
+    spec = load_product(product)
+    inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
+    device = resolve_device(device, cluster or setting("cluster"))
+    if batch is None and device.startswith("cuda"):
+        batch = int(setting("gpu-batch"))
+    return prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint, block_size=block_size,
+                   device=device, precision=None if precision == "auto" else precision, batch=batch)
+
+
+def _stream_run(client, ctx, the_plan, progress: bool) -> None:
+    """Stream the plan through the client's cluster and print the summary; exit 1 if anything failed, 130 if
+    interrupted (the same command resumes). Closes the client and the cluster it made."""
+    from .cluster import close_client, setting
+    from .run import execute
+
     bar = _progress_bar(progress, "task")
 
     def on_progress(done: int, total: int, kind: str) -> None:
@@ -277,7 +266,7 @@ def fetch(product: str, years: list[int], region: str, block_size: str | None, s
           cloud_cover: float, cache: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
           workers: int | None, threads_per_worker: int | None, progress: bool) -> None:
     """Fetch the inputs of every block-year into a local Zarr cache (resumable, parallel)."""
-    from .cluster import ClusterError, close_client, load_config, setting
+    from .cluster import ClusterError, close_client, load_config, make_client, setting
     from .fetch import execute_fetch, prepare_fetch
 
     try:
@@ -288,7 +277,7 @@ def fetch(product: str, years: list[int], region: str, block_size: str | None, s
         job = prepare_fetch(spec, load_region(region), years, inputs, cache, block_size=block_size)
         for line in job.warnings:
             click.echo(f"mapgen: warning: {line}", err=True)
-        client = _open_cluster(cluster, scheduler, None, workers, threads_per_worker)
+        client = make_client(cluster, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
     except (*_INPUT_ERRORS, ClusterError) as exc:
         _fail(exc)
     bar = _progress_bar(progress, "piece")

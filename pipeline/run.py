@@ -206,7 +206,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     client.register_plugin(PreloadModel(ctx.model))
     report = RunReport(product=ctx.product.name, years=list(ctx.years), tiles=len(plan.tiles),
                        blocks=plan.block_count, checkpoint_sha256=ctx.model.sha256,
-                       area_km2=plan.summary()["area_km2"], device=ctx.model.device,
+                       area_km2=round(plan.area_km2(), 3), device=ctx.model.device,
                        precision=ctx.model.precision, batch=ctx.batch, cluster=describe_cluster(client, gpu),
                        versions={p: version(p) for p in ("mapgen", "torch", "rasterio", "dask", "distributed",
                                                          "zarr")},

@@ -109,14 +109,18 @@ class Plan:
             box = box.union(tile.extent)
         return box
 
+    def area_km2(self) -> float:
+        """Geodesic area of the planned blocks (one area per block row)."""
+        rows = np.concatenate([t.block_rows for t in self.tiles])
+        return sum(_block_area_km2(self.scheme, int(r)) * int(n)
+                   for r, n in zip(*np.unique(rows, return_counts=True), strict=True))
+
     def summary(self) -> dict:
         """Counts, areas and pixel numbers, as printed by `mapgen plan`."""
         blocks = self.block_count
         block_px = self.scheme.block_px
         out_px = block_px * self.scheme.scale
-        rows = np.concatenate([t.block_rows for t in self.tiles])
-        area_km2 = sum(_block_area_km2(self.scheme, int(r)) * int(n)
-                       for r, n in zip(*np.unique(rows, return_counts=True), strict=True))
+        area_km2 = self.area_km2()
         return {
             "years": list(self.years),
             "tiles": len(self.tiles),
