@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -144,15 +145,23 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     return document
 
 
-def _weights_only_reason(error: Exception) -> str:
-    # torch's message is several lines of advice (including "set weights_only=False", which we must
-    # not suggest); keep only the line that says what was found.
-    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please|\n|$)", str(error))
-    return (
-        found[1].strip()
-        if found
-        else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    )
+def _weights_only_reason(path: Path, error: Exception) -> str:
+    """The one-line refusal of a pickle that torch's safe loader would not read.
+
+    torch's own message is paragraphs of advice, among them to load with weights_only=False, which
+    would run whatever code the pickle holds: never pass that on. Say what was found and why it was
+    refused instead.
+    """
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in text:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        operand = re.search(r"Unsupported operand (\d+)", text)
+        what = (f" (it refers to {found[1]})" if found
+                else f" (it uses pickle operation {operand[1]})" if operand else "")
+        return (f"checkpoint {path}: refused, since loading it could run code: it is a pickle with objects other "
+                f"than tensors{what}; give the weights alone (a state dict of tensors) or a .safetensors file")
+    reason = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(error).__name__
+    return f"checkpoint {path}: not a readable torch checkpoint ({reason})"
 
 
 def _read_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
@@ -164,9 +173,7 @@ def _read_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError for foreign objects; others for corrupt files
-        raise CheckpointError(
-            f"checkpoint {path}: refused by torch.load(weights_only=True): {_weights_only_reason(error)}"
-        ) from None
+        raise CheckpointError(_weights_only_reason(path, error)) from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # a training checkpoint that wraps the weights
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

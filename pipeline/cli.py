@@ -37,7 +37,45 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
-@click.group()
+class _OneLineUsageError(click.UsageError):
+    """A bad option or argument shown as one `mapgen: error:` line (invariant 8), not click's usage block;
+    still a click.UsageError, exit status 2."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file=None) -> None:
+        hint = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"mapgen: error: {self.format_message().rstrip('.')}{hint}", err=True)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    # A bare `mapgen workflow` asks for the help text, which is no error.
+    if isinstance(error, (_OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return error
+    return _OneLineUsageError(error)
+
+
+class _Command(click.Command):
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+class _Group(_Command, click.Group):
+    command_class = _Command
+    group_class = type  # subgroups are _Groups too
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="mapgen")
 def main() -> None:
     """Map production from satellite imagery: plan, run and check national map products."""
@@ -153,9 +191,10 @@ def _cluster_options(fn):
                      "(tcp://host:8786)."),
         click.option("--cluster-config", default=None, type=click.Path(dir_okay=False),
                      help="YAML file of cluster settings over the defaults (see mapgen config)."),
-        click.option("--workers", type=int, default=None, help="Worker processes of a local cluster (default 2, "
-                     "or one per GPU)."),
-        click.option("--threads-per-worker", type=int, default=None),
+        # At least 1: a 0 used to fall back to the default without a word, and -1 hung.
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes of a local "
+                     "cluster (default 2, or one per GPU)."),
+        click.option("--threads-per-worker", type=click.IntRange(min=1), default=None),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -172,26 +211,30 @@ def _cluster_options(fn):
               "auto (cuda when the cluster's workers have GPUs).")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="auto: bf16 on CUDA, fp32 on the CPU.")
-@click.option("--batch", type=int, default=None, help="Windows per forward pass (default: the product's on the "
-              "CPU, mapgen.gpu-batch on a GPU).")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Windows per forward pass (default: the "
+              "product's on the CPU, mapgen.gpu-batch on a GPU).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--force-restart", is_flag=True, help="OUT holds a run of other inputs or settings: start this one "
+              "over there (its tiles are remade; the old run's progress is dropped).")
 def run(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
         bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
         cloud_cover: float, out: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
         workers: int | None, threads_per_worker: int | None, checkpoint: str | None, device: str, precision: str,
-        batch: int | None, progress: bool) -> None:
+        batch: int | None, progress: bool, force_restart: bool) -> None:
     """Produce the product's tiles over a region and years."""
-    from .cluster import ClusterError, load_config, make_client
+    from .cluster import ClusterError, check_settings, cluster_kind, load_config, make_client
     from .run import RunError
 
     try:
         if cluster_config:
             load_config(cluster_config)
+        check_settings()
+        kind = cluster_kind(cluster, scheduler)
         ctx, the_plan = _prepare_run(
             product=product, years=years, region=region, block_size=block_size, source=source, mask=mask,
             bands=bands, scale=scale, offset=offset, nodata=nodata, collection=collection, cloud_cover=cloud_cover,
             out=out, checkpoint=checkpoint, device=device, precision=precision, batch=batch,
-            cluster=scheduler or cluster)
+            cluster=kind, restart=force_restart)
     except (*_INPUT_ERRORS, RunError, ClusterError) as exc:
         _fail(exc)
     summary = the_plan.summary()
@@ -209,7 +252,7 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
 def _prepare_run(*, product: str, years: list[int], region: str, block_size: str | None, source: str,
                  mask: str | None, bands: str | None, scale: float | None, offset: float | None,
                  nodata: float | None, collection: str, cloud_cover: float, out: str, checkpoint: str | None,
-                 device: str, precision: str, batch: int | None, cluster: str | None):
+                 device: str, precision: str, batch: int | None, cluster: str | None, restart: bool = False):
     """Every check of a run, before any cluster starts: (context, plan). `cluster` is the kind or scheduler
     address the run will go to (None: the `mapgen.cluster` setting), for `--device auto`."""
     from .cluster import resolve_device, setting
@@ -221,7 +264,8 @@ def _prepare_run(*, product: str, years: list[int], region: str, block_size: str
     if batch is None and device.startswith("cuda"):
         batch = int(setting("gpu-batch"))
     return prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint, block_size=block_size,
-                   device=device, precision=None if precision == "auto" else precision, batch=batch)
+                   device=device, precision=None if precision == "auto" else precision, batch=batch,
+                   restart=restart)
 
 
 def _stream_run(client, ctx, the_plan, progress: bool) -> None:
@@ -266,12 +310,14 @@ def fetch(product: str, years: list[int], region: str, block_size: str | None, s
           cloud_cover: float, cache: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
           workers: int | None, threads_per_worker: int | None, progress: bool) -> None:
     """Fetch the inputs of every block-year into a local Zarr cache (resumable, parallel)."""
-    from .cluster import ClusterError, close_client, load_config, make_client, setting
+    from .cluster import ClusterError, check_settings, close_client, cluster_kind, load_config, make_client, setting
     from .fetch import execute_fetch, prepare_fetch
 
     try:
         if cluster_config:
             load_config(cluster_config)
+        check_settings()
+        cluster_kind(cluster, scheduler)
         spec = load_product(product)
         inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
         job = prepare_fetch(spec, load_region(region), years, inputs, cache, block_size=block_size)
@@ -521,11 +567,12 @@ def config(cluster_config: str | None, kubernetes_spec: bool) -> None:
     import dask.config
     import yaml
 
-    from .cluster import DEFAULTS, ClusterError, kubernetes_cluster_spec, load_config
+    from .cluster import DEFAULTS, ClusterError, check_settings, kubernetes_cluster_spec, load_config
 
     try:
         if cluster_config:
             load_config(cluster_config)
+        check_settings()
         data = kubernetes_cluster_spec() if kubernetes_spec else {"mapgen": dask.config.get("mapgen")}
     except ClusterError as exc:
         _fail(exc)

@@ -9,6 +9,9 @@ for nothing and run on any worker thread, so a GPU worker reads the next block w
 from __future__ import annotations
 
 import copy
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,9 @@ DEFAULTS = Path(__file__).with_name("cluster.yaml")
 KINDS = ("local", "slurm", "kubernetes")
 
 with open(DEFAULTS) as _f:
-    dask.config.update_defaults(yaml.safe_load(_f))
+    _DEFAULT_DATA = yaml.safe_load(_f)
+dask.config.update_defaults(copy.deepcopy(_DEFAULT_DATA))
+_KNOWN = _DEFAULT_DATA["mapgen"]  # the settings there are, with values of the expected types
 
 
 class ClusterError(ValueError):
@@ -37,27 +42,132 @@ def load_config(path: str | Path) -> None:
         raise ClusterError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ClusterError(f"{path}: expected a mapping like cluster.yaml (mapgen: cluster: …)")
-    unknown = _unknown_keys(data.get("mapgen") or {}, dask.config.get("mapgen"), "mapgen")
-    if unknown:
-        raise ClusterError(f"{path}: unknown mapgen setting(s) {', '.join(unknown)}")
+    _check_section(data.get("mapgen") or {}, str(path))  # before merging: a bad file changes nothing
     dask.config.update(dask.config.config, data, priority="new")
 
 
+# Settings that must be at least 1 (a 0 or a negative count would hang or do nothing); every other integer
+# setting must be at least 0. Those whose default is null take null or a value of this kind.
+_POSITIVE = {"max-in-flight", "gpu-batch", "local.workers", "local.threads-per-worker", "slurm.jobs",
+             "slurm.cores", "slurm.processes", "kubernetes.workers", "kubernetes.threads"}
+# Sizes Dask and Kubernetes take as a string ("64GB", "auto") or as a number.
+_SIZES = {"local.memory-limit", "kubernetes.cpu", "kubernetes.memory"}
 # Sections whose keys are passed on to another library as they are (any SLURMCluster argument)
 _OPEN_SECTIONS = ("mapgen.slurm",)
 
 
-def _unknown_keys(given: dict, known: dict, where: str) -> list[str]:
-    """Dotted names in `given` that the defaults do not have (a typo would otherwise be ignored)."""
-    found = []
+def _value_problem(name: str, value: Any) -> str | None:
+    """What is wrong with `value` for the setting `name` (dotted, without `mapgen.`), or None. The expected
+    type is that of the default in cluster.yaml."""
+    default = _KNOWN
+    for part in name.split("."):
+        default = default[part]
+    if isinstance(default, dict):
+        return None if isinstance(value, Mapping) else "must be a mapping of settings"
+    if value is None and default is None:
+        return None
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if name in _POSITIVE:
+        return None if integer and value >= 1 else "must be an integer of at least 1"
+    if isinstance(default, int) and not isinstance(default, bool):
+        return None if integer and value >= 0 else "must be an integer of at least 0"
+    if name in _SIZES:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        return None if isinstance(value, str) or number else "must be a size such as 64GB (or a positive number)"
+    if isinstance(default, str) or default is None:
+        if not isinstance(value, str):
+            return "must be a string"
+        if name == "cluster" and not (value in KINDS or _is_address(value)):
+            return f"must be one of {', '.join(KINDS)} or a scheduler address (tcp://host:8786)"
+    return None
+
+
+def _canonical(known: Mapping, key: str) -> str | None:
+    """The name of `key` in the defaults (Dask treats - and _ alike), or None when there is none."""
+    for name in (key, key.replace("_", "-")):
+        if name in known:
+            return name
+    return None
+
+
+def _check_section(given: Any, where: str, prefix: str = "mapgen") -> None:
+    """Refuse, in one line naming `where` and the setting, an unknown `mapgen.*` setting (a typo would
+    otherwise be ignored) or a value of the wrong type or range."""
+    if not isinstance(given, Mapping):
+        raise ClusterError(f"{where}: {prefix} must be a mapping of settings, not {given!r}")
+    known = _KNOWN
+    for part in prefix.split(".")[1:]:
+        known = known[part]
+    unknown = sorted(f"{prefix}.{k}" for k in given if _canonical(known, str(k)) is None)
+    if unknown and prefix not in _OPEN_SECTIONS:
+        raise ClusterError(f"{where}: unknown mapgen setting(s) {', '.join(unknown)} "
+                           f"(known in {prefix}: {', '.join(known)})")
     for key, value in given.items():
-        name = f"{where}.{key}"
-        canonical = key.replace("_", "-")
-        if canonical not in known and key not in known:
-            found.append(name)
-        elif isinstance(value, dict) and name not in _OPEN_SECTIONS:
-            found += _unknown_keys(value, known.get(canonical, known.get(key)) or {}, name)
-    return sorted(found)
+        canonical = _canonical(known, str(key))
+        if canonical is None:
+            continue  # an extra argument of an open section (any SLURMCluster argument)
+        name = f"{prefix}.{canonical}"
+        problem = _value_problem(name.removeprefix("mapgen."), value)
+        if problem:
+            raise ClusterError(f"{where}: {prefix}.{key} = {value!r} {problem}")
+        if isinstance(value, Mapping):
+            _check_section(value, where, name)
+
+
+_ENV_PREFIX = "DASK_MAPGEN_"
+
+
+def _check_environment(env: Mapping[str, str]) -> None:
+    """Refuse a DASK_MAPGEN__* variable that names no setting or holds a value of the wrong type, as Dask
+    reads it (lower-cased, `__` between levels, the value through ast.literal_eval)."""
+    for var in sorted(env):
+        if not var.startswith(_ENV_PREFIX):
+            continue
+        if not var.startswith(_ENV_PREFIX + "_") or len(var) == len(_ENV_PREFIX) + 1:
+            raise ClusterError(f"{var}: not a mapgen setting; write DASK_MAPGEN__KEY or DASK_MAPGEN__SECTION__KEY "
+                               "(two underscores between levels), e.g. DASK_MAPGEN__LOCAL__WORKERS=4")
+        parts = var[len(_ENV_PREFIX) + 1:].lower().split("__")
+        value = dask.config.interpret_value(env[var])
+        known: Any = _KNOWN
+        name = "mapgen"
+        for i, part in enumerate(parts):
+            canonical = _canonical(known, part) if isinstance(known, Mapping) else None
+            if canonical is None and name in _OPEN_SECTIONS:
+                break  # any other SLURMCluster argument
+            if canonical is None:
+                where = f"in {name}" if isinstance(known, Mapping) else f"below {name}"
+                choices = f" (known {where}: {', '.join(known)})" if isinstance(known, Mapping) else ""
+                raise ClusterError(f"{var}: unknown mapgen setting {name}.{part}{choices}")
+            name, known = f"{name}.{canonical}", known[canonical]
+            if i == len(parts) - 1:
+                problem = _value_problem(name.removeprefix("mapgen."), value)
+                if problem:
+                    raise ClusterError(f"{var}={env[var]}: {name} {problem}")
+
+
+def _dask_config_files() -> list[Path]:
+    """The YAML and JSON files Dask reads its configuration from (~/.config/dask, $DASK_CONFIG, …)."""
+    found: list[Path] = []
+    for entry in map(Path, dask.config.paths):
+        if entry.is_dir():
+            found += sorted(p for p in entry.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+        elif entry.is_file():
+            found.append(entry)
+    return found
+
+
+def check_settings() -> None:
+    """Refuse, before any work, a bad `mapgen.*` setting wherever it comes from, in one line naming where:
+    a DASK_MAPGEN__* variable, one of Dask's own configuration files, or what is merged (e.g. by load_config)."""
+    _check_environment(os.environ)
+    for path in _dask_config_files():
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # Dask itself says so, or skips it
+        if isinstance(data, dict) and "mapgen" in data:
+            _check_section(data["mapgen"] or {}, str(path))
+    _check_section(dask.config.get("mapgen"), "mapgen settings in force")
 
 
 def setting(name: str) -> Any:
@@ -78,7 +188,11 @@ def local_cluster(workers: int | None = None, threads_per_worker: int | None = N
     """A LocalCluster of worker processes; with GPUs present, dask-cuda's LocalCUDACluster (one worker per
     GPU, each seeing only its own and advertising GPU=1)."""
     workers = setting("local.workers") if workers is None else workers
-    threads = threads_per_worker or setting("local.threads-per-worker")
+    threads = setting("local.threads-per-worker") if threads_per_worker is None else threads_per_worker
+    for name, value in (("workers", workers), ("threads per worker", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            # a 0 used to fall back to the default without a word, and a negative count hung
+            raise ClusterError(f"local cluster: {name} {value!r} must be an integer of at least 1")
     memory = setting("local.memory-limit")
     gpus = gpu_count()
     if gpus:
@@ -87,11 +201,11 @@ def local_cluster(workers: int | None = None, threads_per_worker: int | None = N
         except ImportError:
             raise ClusterError(f"{gpus} GPU(s) here but dask-cuda is not installed: pip install 'mapgen[gpu]' "
                                "(one worker per GPU), or hide them (CUDA_VISIBLE_DEVICES=) to run on the CPU") from None
-        return LocalCUDACluster(n_workers=workers or gpus, threads_per_worker=max(threads, 2),
+        return LocalCUDACluster(n_workers=gpus if workers is None else workers, threads_per_worker=max(threads, 2),
                                 resources={"GPU": 1}, memory_limit=memory, dashboard_address=None)
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=workers or 2, threads_per_worker=threads, processes=True,
+    return LocalCluster(n_workers=2 if workers is None else workers, threads_per_worker=threads, processes=True,
                         memory_limit=memory, dashboard_address=None)
 
 
@@ -166,8 +280,8 @@ def make_client(cluster: str | None = None, *, scheduler: str | None = None, wor
     Closing the client closes a cluster it made; a scheduler given by address stays up."""
     from distributed import Client
 
-    kind = scheduler or cluster or setting("cluster")
-    if kind not in KINDS and ":" in kind:
+    kind = cluster_kind(cluster, scheduler)
+    if kind not in KINDS:
         return Client(kind)
     if kind == "local":
         made = local_cluster(workers, threads_per_worker)
@@ -175,12 +289,33 @@ def make_client(cluster: str | None = None, *, scheduler: str | None = None, wor
         made = slurm_cluster()
     elif kind == "kubernetes":
         made = kubernetes_cluster()
-    else:
-        raise ClusterError(f"cluster {kind!r}: use one of {', '.join(KINDS)} or a scheduler address "
-                           "(tcp://host:8786)")
+    else:  # pragma: no cover - cluster_kind lets nothing else through
+        raise ClusterError(f"cluster {kind!r}: use one of {', '.join(KINDS)} or a scheduler address")
     client = Client(made)
     client._mapgen_cluster = made  # closed with the client (see close_client)
     return client
+
+
+# A scheduler address: [protocol://]host:port (host a name, an IPv4 or a bracketed IPv6 address).
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+
+
+def _is_address(text: str) -> bool:
+    return bool(_ADDRESS.match(text)) or text.startswith("inproc://")
+
+
+def cluster_kind(cluster: str | None = None, scheduler: str | None = None) -> str:
+    """Where a run's workers come from: `scheduler`, else `cluster`, else the `mapgen.cluster` setting; one of
+    KINDS or a scheduler address. Refuses anything else on the client, in one line naming the option or
+    setting: a typo such as 'slrum' would otherwise be dialled as an address ("missing port number")."""
+    for value, where in ((scheduler, "--scheduler"), (cluster, "--cluster"), (setting("cluster"), "mapgen.cluster")):
+        if value is None:
+            continue
+        if isinstance(value, str) and (value in KINDS or _is_address(value)):
+            return value
+        raise ClusterError(f"{where} {value!r}: not a kind of cluster ({', '.join(KINDS)}) nor a scheduler address "
+                           "(tcp://host:8786)")
+    raise ClusterError("mapgen.cluster is not set: give --cluster local, slurm or kubernetes, or --scheduler ADDRESS")
 
 
 def close_client(client) -> None:
@@ -209,10 +344,26 @@ def workers_have_gpus(client) -> bool:
     return any(w.get("resources", {}).get("GPU", 0) for w in info.get("workers", {}).values())
 
 
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
 def resolve_device(device: str, kind: str) -> str:
     """'auto' → the torch device the workers of cluster `kind` will run the model on: cuda when they have
     GPUs (a local machine with GPUs, slurm/kubernetes with `gpus` set, or a scheduler whose workers
-    advertise GPU), else cpu. Any other value is returned as it is."""
+    advertise GPU), else cpu. cpu, cuda and cuda:N are returned as they are, once checked where this
+    process can know (a local cluster's workers see this machine's GPUs); anything else is refused."""
+    if kind not in KINDS and not _is_address(kind):
+        cluster_kind(kind)  # refuses it, before anything dials it as an address
+    if not _DEVICE.match(device):
+        raise ClusterError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and kind == "local":
+        gpus = gpu_count()
+        if not gpus:  # else every worker fails on its first block with a long CUDA traceback
+            raise ClusterError(f"--device {device}: this machine has no GPU that torch can use "
+                               "(torch.cuda.is_available() is False); give --device cpu or auto")
+        if device not in ("cuda", "cuda:0"):  # each local GPU worker sees only its own GPU, as cuda:0
+            raise ClusterError(f"--device {device}: each local worker sees only its own GPU (as cuda); "
+                               "give --device cuda, or CUDA_VISIBLE_DEVICES to choose the GPUs")
     if device != "auto":
         return device
     if kind == "local":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapgen.tiles import TileScheme
+from mapgen.tiles.scheme import TileSchemeError
 from mapgen.workflows import Product
 
 from .inference import ModelRef
@@ -14,11 +15,20 @@ from .windows import WindowLattice
 
 
 def tile_scheme(product: Product, block_size: str | float | None = None) -> TileScheme:
-    """The product's output tiling; `block_size` overrides the processing block (degrees)."""
+    """The product's output tiling; `block_size` overrides the processing block (degrees). Refuses in one
+    line (TileSchemeError) a grid or block size that cannot cut the lattice, naming where it came from."""
     g = product.grid
-    scheme = TileScheme.create(input_res=g.input_resolution, scale=g.scale, tile_size=g.tile_size,
-                               block_size=g.block_size, naming=g.naming)
-    return scheme.with_block_size(block_size) if block_size is not None else scheme
+    try:
+        scheme = TileScheme.create(input_res=g.input_resolution, scale=g.scale, tile_size=g.tile_size,
+                                   block_size=g.block_size, naming=g.naming)
+    except ValueError as exc:
+        raise TileSchemeError(f"{product.source_file}: [grid] {exc}") from None
+    if block_size is None:
+        return scheme
+    try:
+        return scheme.with_block_size(block_size)
+    except ValueError as exc:  # the override comes from the command line (mapgen run/plan/fetch)
+        raise TileSchemeError(f"--block-size {block_size}: {exc}; {product.name}'s own is {g.block_size}") from None
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,12 @@ class RunContext:
     @property
     def lattice(self) -> WindowLattice:
         return WindowLattice(self.product.window.size, self.product.window.stride)
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where the run's writers keep their temporaries: inside the run folder (so never taken for an
+        output, swept on resume) and on the same file system as the tiles (so a rename publishes one)."""
+        return Path(self.run_dir) / "tmp"
 
     def tile_path(self, tile_row: int, tile_col: int, year: int) -> Path:
         return Path(self.out_dir) / self.scheme.tile_name(tile_row, tile_col, year)

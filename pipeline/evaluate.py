@@ -62,9 +62,31 @@ class Layer:
         return Path(self.spec).suffix.lower() in VECTOR_SUFFIXES
 
     def check(self, years: tuple[int, ...]) -> None:
+        """Refuse, before any block is read, a file that is missing or that is no raster (or vector file)
+        with a coordinate reference system: it would otherwise fail mid-way with a traceback."""
         for year in years:
-            if not Path(self.path(year)).exists():
-                raise EvaluationError(f"{self.label} {self.path(year)}: no such file (year {year})")
+            path = self.path(year)
+            if not Path(path).exists():
+                raise EvaluationError(f"{self.label} {path}: no such file (year {year})")
+            if not Path(path).is_file():
+                raise EvaluationError(f"{self.label} {path}: not a file (year {year})")
+            kind = "vector file" if self.is_vector else "raster"
+            try:
+                if self.is_vector:
+                    _polygons(path)
+                    continue
+                import rasterio
+
+                with rasterio.open(path) as src:
+                    has_crs = src.crs is not None
+            except Exception as exc:  # GDAL's and fiona's errors share no base class
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise EvaluationError(f"{self.label} {path}: cannot be read as a {kind} ({reason}); give a GeoTIFF "
+                                      f"(or any GDAL raster) or a vector file ({', '.join(sorted(VECTOR_SUFFIXES))})"
+                                      ) from None
+            if not has_crs:
+                raise EvaluationError(f"{self.label} {path}: the raster has no coordinate reference system, so it "
+                                      "cannot be laid on the map")
 
     def read(self, year: int, grid: Grid, box: Box) -> tuple[np.ndarray, np.ndarray]:
         """(foreground, known) boolean arrays of `box` on `grid`."""
@@ -112,13 +134,24 @@ class FinishedRun:
         manifest_path = out_dir / RUN_DIR / "manifest.json"
         if not manifest_path.is_file():
             raise EvaluationError(f"{out_dir}: not a mapgen run folder (no {RUN_DIR}/manifest.json)")
-        manifest = json.loads(manifest_path.read_text())
-        product = load_product(manifest["product"])
-        scheme = tile_scheme(product, manifest["block_size"])
-        attrs = dict(zarr.open_group(str(out_dir / RUN_DIR / "store.zarr"), mode="r").attrs)
-        years = tuple(manifest["years"])
-        run = cls(out_dir, product, years, scheme.output_grid, scheme.input_grid, scheme.scale,
-                  Box(*attrs["extent"]), int(attrs["chunk"]), manifest["checkpoint_sha256"])
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            product = load_product(manifest["product"]["name"])
+            scheme = tile_scheme(product, manifest["block_size"])
+            years = tuple(manifest["years"])
+            sha256 = manifest["checkpoint_sha256"]
+        except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the manifest mapgen run writes
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
+            raise EvaluationError(f"{manifest_path}: not a mapgen run manifest ({reason})") from None
+        store = out_dir / RUN_DIR / "store.zarr"
+        try:
+            attrs = dict(zarr.open_group(str(store), mode="r").attrs)
+            extent, chunk = Box(*attrs["extent"]), int(attrs["chunk"])
+        except (OSError, KeyError, TypeError, ValueError) as exc:  # zarr's "no group" errors are among these
+            raise EvaluationError(f"{out_dir}: the run is not finished (its store {store} cannot be read: "
+                                  f"{type(exc).__name__})") from None
+        run = cls(out_dir, product, years, scheme.output_grid, scheme.input_grid, scheme.scale, extent, chunk,
+                  sha256)
         missing = [str(run.vrt(y)) for y in years if not run.vrt(y).is_file()]
         if missing:
             raise EvaluationError(f"{out_dir}: the run is not finished ({missing[0]} is missing)")

@@ -3,12 +3,15 @@
 Pixels without input data carry the product's nodata value (not an internal mask: QGIS 3.22 shows a
 GDAL mask as a second band and then renders the tile as RGB instead of with its colour table).
 
-A tile is first written block by block to a hidden scratch GTiff, translated to a COG under a hidden
-partial name, and only then renamed to its final name: a final name never holds a partial tile.
+A tile is first written block by block to a scratch GTiff, translated to a COG under a partial name,
+and only then renamed to its final name: a final name never holds a partial tile. The scratch, the COG
+translator's own temporary and the partial file live in the run's scratch folder (inside the run folder,
+on the output's file system), never beside the tiles; free space is checked before each of them.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from html import escape
@@ -23,6 +26,7 @@ from rio_cogeo.profiles import cog_profiles
 from mapgen.tiles import Box, Grid
 from mapgen.workflows import OutputSpec
 
+from .disk import DiskFull, ensure_space, free_bytes, megabytes, mount_point
 from .kernels import FOREGROUND, NODATA
 
 TIFF_ENV = {"GDAL_NUM_THREADS": "1"}
@@ -39,19 +43,35 @@ def encode(codes: np.ndarray, spec: OutputSpec) -> np.ndarray:
     return values
 
 
+# The COG translator keeps a temporary copy with overviews (compressed, ≈ the tile's size) beside the
+# scratch GTiff; a tile's temporaries then take about this many times its compressed size.
+TEMPORARIES_FACTOR = 3
+
+
+def tile_space_needed(extent: Box) -> int:
+    """Bytes a tile's temporaries need before its pixels are known: those of a tile that compresses 16:1
+    (sparse binary maps do far better; the real size is checked again once the scratch file is written)."""
+    return TEMPORARIES_FACTOR * extent.width * extent.height // 16
+
+
 def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, np.ndarray]],
-               spec: OutputSpec, tags: dict[str, str]) -> None:
-    """Write the COG at `path` covering `extent` (output grid) from (box, class codes) parts."""
+               spec: OutputSpec, tags: dict[str, str], *, scratch_dir: Path | None = None) -> None:
+    """Write the COG at `path` covering `extent` (output grid) from (box, class codes) parts. Temporaries go
+    to `scratch_dir` (default: beside `path`, hidden), which must be on the same file system."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.scratch.tif")
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial.tif")
+    folder = Path(scratch_dir) if scratch_dir is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / f".{path.name}.{os.getpid()}.scratch.tif"
+    partial = folder / f".{path.name}.{os.getpid()}.partial.tif"
     profile = {
         "driver": "GTiff", "width": extent.width, "height": extent.height, "count": 1, "dtype": "uint8",
         "crs": grid.crs, "transform": grid.transform(extent), "tiled": True, "blockxsize": 512,
         "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER", "nodata": spec.nodata,
     }
+    need = tile_space_needed(extent)
     try:
+        ensure_space(folder, need, f"the temporaries of {path.name}")
         with rasterio.Env(**TIFF_ENV):
             with rasterio.open(scratch, "w", **profile) as dst:
                 # a tile's extent is a rectangle; parts of it no block covers stay nodata
@@ -64,12 +84,26 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
                 dst.write_colormap(1, colormap(spec))
                 dst.set_band_description(1, spec.band_description)
                 dst.update_tags(**tags)
+            need = (TEMPORARIES_FACTOR - 1) * scratch.stat().st_size + (1 << 20)
+            ensure_space(folder, need, f"the COG of {path.name}")
             cog_profile = cog_profiles.get(spec.compress)
             cog_profile.update(blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER")
+            # the translator's temporary goes beside `partial`, i.e. in the scratch folder; compressed, it
+            # is about the tile's size instead of 1.5 × the uncompressed pixels
             cog_translate(str(scratch), str(partial), cog_profile, overview_resampling=spec.overview_resampling,
-                          quiet=True, in_memory=False, config=TIFF_ENV,
-                          use_cog_driver=False)
+                          quiet=True, in_memory=False, config=TIFF_ENV, use_cog_driver=False,
+                          allow_intermediate_compression=True)
         os.replace(partial, path)
+    except DiskFull:
+        raise
+    except Exception as exc:
+        # GDAL reports a full disk in many words ("TIFFRewriteDirectory", "Write failed", "not recognized
+        # as being in a supported file format"): tell it by the space left
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or free_bytes(folder) < need:
+            raise DiskFull(errno.ENOSPC, f"no space left on {mount_point(folder)} while writing {path.name}: "
+                           f"it needs about {megabytes(need)} MB and {megabytes(free_bytes(folder))} MB are "
+                           "free") from None
+        raise
     finally:
         for leftover in (scratch, partial):
             leftover.unlink(missing_ok=True)

@@ -18,10 +18,12 @@ from shapely.geometry.base import BaseGeometry
 from mapgen.tiles import Box, Grid, Plan, plan_region
 from mapgen.workflows import Product
 
+from . import lock
 from .context import tile_scheme
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
+from .sources.base import SourceError
 from .sources.cache import InputCache
-from .store import mark_done
+from .store import digest, mark_done
 from .stream import TaskStream
 from .windows import WindowLattice
 
@@ -84,7 +86,7 @@ def prepare_fetch(product: Product, region: BaseGeometry, years: list[int] | tup
     scheme = tile_scheme(product, block_size)
     plan = plan_region(region, scheme, years)
     inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)
-    coverage = check_inputs(inputs, product, plan.years, region.bounds)
+    coverage = check_inputs(inputs, product, plan.years, region)
     pieces = fetch_pieces(plan, WindowLattice(product.window.size, product.window.stride))
     # The cache's extent is whole blocks, so that its chunks are the block lattice's cells and each piece
     # lies in one chunk: two tasks never write the same chunk.
@@ -94,6 +96,14 @@ def prepare_fetch(product: Product, region: BaseGeometry, years: list[int] | tup
     for cell in cells[1:]:
         extent = extent.union(cell)
     present = [s for s in product.inputs if s.name not in inputs.absent]
+    cache_dir = Path(cache_dir).resolve()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire(cache_dir, owner=cache_dir)  # two fetches into one cache would race on its chunks
+    except OSError as exc:
+        raise SourceError(f"--cache {cache_dir}: cannot write there ({exc.strerror or exc})") from None
+    except lock.LockedError as exc:
+        raise SourceError(str(exc)) from None
     cache = InputCache.create(
         Path(cache_dir).resolve(), product=product.name, grid=scheme.input_grid, extent=extent, years=plan.years,
         chunk=scheme.block_px, inputs={s.name: s.bands for s in present},
@@ -107,14 +117,15 @@ def fetch_piece(job: FetchJob, key: str, year: int) -> dict:
     """Read one piece of every input for one year and store it; the marker comes after the data."""
     started = time.perf_counter()
     box = job.pieces[key]
-    nbytes = 0
+    nbytes, digests = 0, {}
     for spec in job.product.inputs:
         if spec.name in job.inputs.absent:
             continue
         data = job.inputs.read(spec, year, job.grid, box)
         job.cache.write(spec.name, year, box, data)
         nbytes += data.nbytes
-    mark_done(job.cache.path, "fetch", f"{key}-{year}")
+        digests[spec.name] = digest(data)
+    mark_done(job.cache.path, "fetch", f"{key}-{year}", {"sha256": digests})
     return {"key": f"{key}-{year}", "bytes": nbytes, "seconds": time.perf_counter() - started}
 
 
@@ -145,7 +156,10 @@ def execute_fetch(client, job: FetchJob, *, progress: Callable[[int, int], None]
     report.seconds = time.perf_counter() - started
     path = Path(job.cache.path) / "fetch-report.json"
     tmp = path.with_name(".fetch-report.json.tmp")
-    tmp.write_text(json.dumps(asdict(report), indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(asdict(report), indent=2, sort_keys=True, default=float))
+        os.replace(tmp, path)
+    finally:
+        lock.release(job.cache.path)
     return report
 

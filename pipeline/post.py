@@ -40,23 +40,56 @@ def check_product(product: Product) -> None:
         values = getattr(image, name)
         if values is None or len(values) != len(image.bands):
             raise ProductError(f"{where}: input {image.name!r} needs one {name} per band ({len(image.bands)})")
-    check_steps(product.post, product.temporal, where)
+    check_steps(product.post, product.temporal, where, inputs=tuple(i.name for i in product.inputs))
 
 
-def check_steps(post: tuple[StepSpec, ...], temporal: tuple[StepSpec, ...], where: str) -> None:
-    """Refuse unknown kernels or a chain that does not start by thresholding, before any work."""
-    for step in post:
+def _fraction(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+
+# Each kernel's parameters: name → (required, what it must be, test). Anything else in a step is refused.
+_PARAMS: dict[str, dict[str, tuple[bool, str, Callable[[object], bool]]]] = {
+    "threshold": {"threshold": (True, "a number from 0 to 1", _fraction)},
+    "mask": {"layer": (True, "a string naming an input", lambda v: isinstance(v, str)),
+             "threshold": (True, "a number from 0 to 1", _fraction),
+             "resampling": (False, "'bilinear' (the mask step upsamples bilinearly only)", lambda v: v == "bilinear")},
+    "majority_vote": {"window": (False, "3 (the vote over a year and its two neighbours)",
+                                 lambda v: v == 3 and not isinstance(v, bool))},
+}
+
+
+def _check_params(step: StepSpec, where: str) -> None:
+    """Refuse, before any work, a missing, unknown or ill-typed parameter of a known kernel: the workers would
+    otherwise fail on it after minutes of work."""
+    known = _PARAMS[step.kernel]
+    unknown = sorted(set(step.params) - set(known))
+    if unknown:
+        raise ProductError(f"{where}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    for name, (required, what, fits) in known.items():
+        if name not in step.params:
+            if required:
+                raise ProductError(f"{where}: needs {name} = … ({what})")
+        elif not fits(step.params[name]):
+            raise ProductError(f"{where}: {name} = {step.params[name]!r} must be {what}")
+
+
+def check_steps(post: tuple[StepSpec, ...], temporal: tuple[StepSpec, ...], where: str,
+                inputs: tuple[str, ...] | None = None) -> None:
+    """Refuse unknown kernels, bad kernel parameters, a mask layer that names none of `inputs` (when given) or
+    a chain that does not start by thresholding, before any work."""
+    for i, step in enumerate(post, 1):
         if step.kernel not in POST_KERNELS:
             raise ProductError(f"{where}: unknown post kernel {step.kernel!r} (known: {', '.join(POST_KERNELS)})")
-        if step.kernel == "mask" and step.params.get("resampling", "bilinear") != "bilinear":
-            raise ProductError(f"{where}: the mask step upsamples bilinearly only")
+        at = f"{where}: [[post]] step {i} ({step.kernel})"
+        _check_params(step, at)
+        if step.kernel == "mask" and inputs is not None and step["layer"] not in inputs:
+            raise ProductError(f"{at}: layer = {step['layer']!r} names no input (inputs: {', '.join(inputs)})")
     if not post or post[0].kernel != "threshold":
         raise ProductError(f"{where}: the post chain must start with a 'threshold' step")
-    for step in temporal:
+    for i, step in enumerate(temporal, 1):
         if step.kernel not in TEMPORAL_KERNELS:
             raise ProductError(f"{where}: unknown temporal kernel {step.kernel!r}")
-        if step.kernel == "majority_vote" and step.params.get("window", 3) != 3:
-            raise ProductError(f"{where}: majority_vote supports window = 3 only")
+        _check_params(step, f"{where}: [[temporal]] step {i} ({step.kernel})")
 
 
 def apply_post(steps: tuple[StepSpec, ...], conf: np.ndarray, valid: np.ndarray,

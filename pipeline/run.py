@@ -8,9 +8,9 @@ directory, so the same command again skips them. Blocks are drawn from the plan 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,16 +22,27 @@ from shapely.geometry.base import BaseGeometry
 from mapgen.tiles import Block, Plan, Tile, plan_region
 from mapgen.workflows import Product
 
+from . import lock
 from .checkpoints import resolve_checkpoint
 from .cluster import describe_cluster
 from .context import RunContext, tile_scheme
-from .export import write_vrt
+from .disk import DiskFull, ensure_space
+from .export import tile_space_needed, write_vrt
+from .identity import changes, run_identity
 from .inference import ModelRef, PreloadModel
 from .post import check_product
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
-from .store import RunStore, is_done
+from .store import RunStore, is_done, marker
 from .stream import TaskStream
-from .tasks import block_year_key, export_tile_year, predict_block_year, read_block_year, vote_block
+from .tasks import (
+    block_year_key,
+    check_block,
+    check_tile,
+    export_tile_year,
+    predict_block_year,
+    read_block_year,
+    vote_block,
+)
 
 RUN_DIR = "mapgen-run"
 
@@ -56,6 +67,8 @@ class RunReport:
     tiles_skipped: int = 0
     tiles_failed: list[str] = field(default_factory=list)  # tile names not written
     failed: list[str] = field(default_factory=list)  # 'predict r12c34-2019: OSError: …', one per failed block
+    verified: dict[str, int] = field(default_factory=dict)  # finished steps checked before being skipped
+    recomputed: list[str] = field(default_factory=list)  # what failed verification and was done again
     retried: dict[str, int] = field(default_factory=dict)  # tasks started more than once, per kind
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over tasks (worker time)
@@ -85,6 +98,12 @@ class RunReport:
         ]
         if self.stage_seconds:
             lines.append("  worker time: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.stage_seconds.items())))
+        if self.verified or self.recomputed:
+            lines.append("  verified before skipping: "
+                         + (", ".join(f"{k} {v}" for k, v in sorted(self.verified.items())) or "nothing"))
+        if self.recomputed:
+            lines.append(f"  redone, as they did not match their markers: {len(self.recomputed)}: "
+                         + ", ".join(self.recomputed[:5]) + (" …" if len(self.recomputed) > 5 else ""))
         if any(self.retried.values()):
             lines.append("  retried (error or lost worker): "
                          + ", ".join(f"{k} {v}" for k, v in sorted(self.retried.items())))
@@ -95,12 +114,12 @@ class RunReport:
         return "\n".join(lines)
 
 
-def _region_digest(region: BaseGeometry) -> str:
-    return hashlib.sha256(region.wkb).hexdigest()[:16]
-
-
-# What an interrupted writer leaves: hidden names ending so (markers, manifest, report, tiles, VRTs).
+# What an interrupted writer leaves: hidden names ending so (markers, manifest, report, VRTs), and
+# everything in the run's scratch folder (tiles being written and their translator's temporaries).
 SCRATCH_SUFFIXES = (".tmp", ".partial", ".scratch.tif", ".partial.tif")
+SCRATCH_DIR = "tmp"
+# What a run folder holds besides its lock: removed by a knowing restart.
+RUN_CONTENTS = ("manifest.json", "report.json", "store.zarr", "state", SCRATCH_DIR)
 
 
 def sweep_scratch(out_dir: Path) -> list[Path]:
@@ -108,53 +127,92 @@ def sweep_scratch(out_dir: Path) -> list[Path]:
     run_dir = out_dir / RUN_DIR
     found = [p for p in (*out_dir.glob(".*"), *run_dir.rglob(".*"))
              if p.is_file() and p.name.endswith(SCRATCH_SUFFIXES)]
+    scratch = run_dir / SCRATCH_DIR
+    if scratch.is_dir():
+        found += [p for p in scratch.rglob("*") if p.is_file() and p not in found]
     for p in found:
         p.unlink(missing_ok=True)
     return found
 
 
-def _check_manifest(run_dir: Path, manifest: dict) -> None:
-    path = run_dir / "manifest.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = [k for k in manifest if old.get(k) != manifest[k]]
-        if changed:
-            raise RunError(f"{run_dir}: made by another command ({', '.join(changed)} differ); "
-                           "give another --out or remove it")
-        sweep_scratch(run_dir.parent)  # the same run again: what its killed writers left goes
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_needed: int = 0) -> None:
+    """Make (or take up again) the run folder of a run with `identity`: check it can be written and has room
+    for a tile's temporaries, take its lock, refuse a folder made by a run of another identity (unless
+    `restart`, which empties it), and sweep what killed writers left. Refuses in one line (RunError)."""
+    out_dir = run_dir.parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"--out {out_dir}: is a file, not a folder")
+    try:
+        ensure_space(run_dir, space_needed, "the temporaries of the run's largest tile")
+    except DiskFull as exc:
+        raise RunError(exc.strerror) from None
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        lock.acquire(run_dir)
+    except lock.LockedError as exc:
+        raise RunError(str(exc)) from None
+    try:
+        path = run_dir / "manifest.json"
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = {"manifest": "unreadable"}
+            changed = changes(old, identity)
+            if changed and not restart:
+                more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+                raise RunError(f"{out_dir}: holds a run of other inputs or settings ({'; '.join(changed[:3])}{more}); "
+                               "give another --out, or --force-restart to start this one over there")
+            if changed:
+                for name in RUN_CONTENTS:
+                    target = run_dir / name
+                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        sweep_scratch(out_dir)  # the same run again: what its killed writers left goes
+        if not path.exists():
+            tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(identity, indent=2, sort_keys=True))
+                os.replace(tmp, path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise RunError(f"--out {out_dir}: cannot write the run's manifest ({exc.strerror or exc})") from None
+    except BaseException:
+        lock.release(run_dir)
+        raise
 
 
 def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str | Inputs,
             out_dir: str | Path, *, checkpoint: str | None = None, block_size: str | float | None = None,
-            device: str = "cpu", precision: str | None = None, batch: int | None = None) -> tuple[RunContext, Plan]:
-    """Everything that can refuse the run, before any work: product chain, plan, sources, checkpoint.
+            device: str = "cpu", precision: str | None = None, batch: int | None = None,
+            restart: bool = False) -> tuple[RunContext, Plan]:
+    """Everything that can refuse the run, before any work: product chain, plan, sources, checkpoint, then
+    the output folder (writable, room for a tile, not held by another run, not made by a run of another
+    identity unless `restart`). Leaves the folder's lock held by this process until `execute` ends.
     `source` is a `--source` string (its own inputs only) or the `Inputs` of `open_inputs`. `precision`
     defaults to bf16 on CUDA and fp32 elsewhere; `batch` (windows per forward pass) to the product's."""
     check_product(product)
     scheme = tile_scheme(product, block_size)
     plan = plan_region(region, scheme, years)
     inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)
-    coverage = check_inputs(inputs, product, plan.years, region.bounds)
+    coverage = check_inputs(inputs, product, plan.years, region)
     ckpt_path, sha256 = resolve_checkpoint(checkpoint or product.model.checkpoint, product.model.architecture)
-    out_dir = Path(out_dir).resolve()
-    run_dir = out_dir / RUN_DIR
-    manifest = {
-        "product": product.name, "years": list(plan.years), "region": _region_digest(region),
-        "block_size": str(scheme.block_size), "checkpoint_sha256": sha256,
-        "source": inputs.describe(),
-    }
-    _check_manifest(run_dir, manifest)
     if precision is None:
         precision = "bf16" if device.startswith("cuda") else "fp32"
-    batch = batch or product.window.batch
+    batch = product.window.batch if batch is None else batch
     if batch < 1:
         raise RunError(f"batch {batch}: give at least one window per forward pass")
     model = ModelRef(str(ckpt_path), sha256, product.model.architecture, device, precision)
+    out_dir = Path(out_dir).resolve()
+    run_dir = out_dir / RUN_DIR
+    identity = run_identity(product, region, plan.years, str(scheme.block_size), sha256, inputs)
+    largest = max(tile_space_needed(t.extent.scaled(scheme.scale)) for t in plan.tiles)
+    open_run_dir(run_dir, identity, restart=restart, space_needed=largest)
     scale = scheme.scale
     extent = plan.extent().scaled(scale)
     store = RunStore.open(run_dir / "store.zarr", extent, plan.years, scheme.block_px * scale)
@@ -175,6 +233,8 @@ class RunTasks:
     predict: Callable = predict_block_year
     vote: Callable = vote_block
     export: Callable = export_tile_year
+    check_block: Callable = check_block
+    check_tile: Callable = check_tile
 
 
 class _Progress:
@@ -187,6 +247,7 @@ class _Progress:
         self.block_tile: dict[str, str] = {}  # block id → tile key, for the blocks in flight
         self.block_tasks: dict[str, int] = {}  # block id → its tasks not finished yet (errors arrive in any order)
         self.exports: dict[str, str] = {}  # export ident → tile file name, for the exports in flight
+        self.checking: dict[str, Block | Tile] = {}  # block id / tile key → what is being verified
 
 
 def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int, str], None] | None = None,
@@ -223,10 +284,19 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
         if progress:
             progress(done, total, kind)
 
-    def submit_exports(tile: Tile) -> None:
+    def count_verified(kind: str, n: int) -> None:
+        if n:
+            report.verified[kind] = report.verified.get(kind, 0) + n
+
+    def submit_exports(tile: Tile, good: tuple[int, ...] | None = None) -> None:
+        """Export the tile's years; `good`: those verified as written (None: verify what markers claim)."""
+        if good is None and any(marker(ctx.run_dir, "export", f"{tile.key}-{y}").exists() for y in years):
+            state.checking[tile.key] = tile  # a resume: check the tiles before skipping them
+            stream.submit("verify", tile.key, tasks.check_tile, ctx, tile)
+            return
         for year in years:
             path = ctx.tile_path(tile.row, tile.col, year)
-            if is_done(ctx.run_dir, "export", f"{tile.key}-{year}") and path.exists():
+            if good and year in good:
                 report.tiles_skipped += 1
                 tick("skipped")
             else:
@@ -234,6 +304,17 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                 stream.submit("export", f"{tile.key}-{year}", tasks.export, ctx, tile, year)
 
     def block_work(tile: Tile, block: Block) -> None:
+        if marker(ctx.run_dir, "vote", block.id).exists() or any(
+                marker(ctx.run_dir, "predict", block_year_key(block, y)).exists() for y in years):
+            # a resume: check what the markers vouch for before skipping it
+            state.block_tile[block.id] = tile.key
+            state.block_tasks[block.id] = 1
+            state.checking[block.id] = block
+            stream.submit("check", block.id, tasks.check_block, ctx, block)
+            return
+        submit_block(tile, block)
+
+    def submit_block(tile: Tile, block: Block) -> None:
         if is_done(ctx.run_dir, "vote", block.id):
             report.block_years_skipped += len(years)
             report.blocks_skipped += 1
@@ -280,6 +361,18 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
         for finished in stream.results(work()):
             kind, ident, result = finished.kind, finished.ident, finished.result
             tick(kind)
+            if kind == "verify":
+                tile = state.checking.pop(ident)
+                if finished.error is not None:
+                    names = [ctx.tile_path(tile.row, tile.col, y).name for y in years]
+                    report.tiles_failed += names
+                    report.failed.append(f"verify {tile.key}: {finished.error}")
+                    tick("failed", len(years))
+                else:
+                    count_verified("tiles", len(result["good"]))
+                    report.recomputed += [f"tile {name}" for name in result["failed"]]
+                    submit_exports(tile, tuple(result["good"]))
+                continue
             if kind == "export":
                 name = state.exports.pop(ident)
                 if finished.error is not None:
@@ -304,6 +397,14 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             elif kind == "vote":
                 report.stage_seconds["vote"] = report.stage_seconds.get("vote", 0.0) + result["seconds"]
                 report.blocks_voted += 1
+            elif kind == "check":
+                block = state.checking.pop(block_id)
+                count_verified("blocks", int(result["voted"]))
+                count_verified("block-years", len(result["predicted"]))
+                report.recomputed += result["failed"]
+                del state.block_tile[block_id], state.block_tasks[block_id]
+                submit_block(state.tiles[tile_key], block)  # now as the verified markers say
+                continue
             state.block_tasks[block_id] -= 1
             if not state.block_tasks[block_id]:  # every task of the block has ended, well or not
                 del state.block_tile[block_id], state.block_tasks[block_id]
@@ -323,12 +424,14 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             report.retried[kind] = report.retried.get(kind, 0) + 1
         report.seconds = time.perf_counter() - started
         report.throughput = _throughput(report)
-        if report.status == "finished":
-            for year in ctx.years:
-                tiles = [ctx.tile_path(t.row, t.col, year) for t in plan.tiles]
-                others = _tiles_of_year(ctx, year)
-                write_vrt(ctx.vrt_path(year), sorted(set(tiles) | set(others)), ctx.product.output)
-        _write_report(ctx, report)
+        try:
+            if report.status == "finished":
+                for year in ctx.years:
+                    write_vrt(ctx.vrt_path(year), [ctx.tile_path(t.row, t.col, year) for t in plan.tiles],
+                              ctx.product.output)
+            _write_report(ctx, report)
+        finally:
+            lock.release(ctx.run_dir)
     return report
 
 
@@ -341,18 +444,6 @@ def _throughput(report: RunReport) -> dict[str, float]:
         "km2_years_per_s": report.area_km2 * len(report.years) * report.block_years_done
         / max(1, report.blocks * len(report.years)) / report.seconds,
     }
-
-
-def _tiles_of_year(ctx: RunContext, year: int) -> list[Path]:
-    """Every finished tile of `year` in the output folder, from this run or earlier ones."""
-    found = []
-    for path in Path(ctx.out_dir).glob("*.tif"):
-        try:
-            if ctx.scheme.tile_from_name(path.name)[2] == year:
-                found.append(path)
-        except ValueError:
-            continue
-    return found
 
 
 def _write_report(ctx: RunContext, report: RunReport) -> None:

@@ -60,3 +60,45 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def region_file(tmp_path_factory) -> Path:
     return write_region(tmp_path_factory.mktemp("region") / "region.geojson", region_box())
+
+
+# --- refusals (invariant 8), shared by every test file of bad input ---
+
+GOOD_TILE = b"a tile from an earlier run"
+
+
+@pytest.fixture()
+def out(tmp_path) -> Path:
+    """An output folder that already holds a finished tile, which a refusal must leave alone."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "CBRA_2015_E115N40.tif").write_bytes(GOOD_TILE)
+    return folder
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """Exit code and the non-blank lines on stderr of `mapgen ARGS`."""
+    from click.testing import CliRunner
+
+    from mapgen.pipeline.cli import main
+
+    result = CliRunner(env=env).invoke(main, args)
+    return result.exit_code, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def run_args(region, source, out, checkpoint, years="2016-2018", product="cbra") -> list[str]:
+    return ["run", "--product", product, "--years", years, "--region", str(region), "--source", str(source),
+            "--out", str(out), "--checkpoint", str(checkpoint), "--block-size", TEST_BLOCK, "--no-progress"]
+
+
+def assert_refused(args: list[str], out: Path, *phrases: str, env: dict[str, str] | None = None) -> str:
+    """`mapgen ARGS` exits 2 with one line holding every phrase, and `out` is as it was; returns the line."""
+    before = sorted(p.name for p in out.rglob("*"))
+    code, lines = invoke(args, env)
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert sorted(p.name for p in out.rglob("*")) == before  # nothing started, nothing lost
+    assert (out / "CBRA_2015_E115N40.tif").read_bytes() == GOOD_TILE
+    return lines[0]

@@ -151,9 +151,40 @@ def test_a_pickled_object_is_refused(tmp_path, capsys):
     torch.save({"edsr.head.weight": torch.zeros(1), "payload": _Payload()}, path)
     write_sidecar(path, "stsr-seg", SMALL)
     message = refusal(path)
-    assert "weights_only" in message and "Unsupported global" in message
-    assert "weights_only=False" not in message.replace("torch.load(weights_only=True)", "")
+    assert "loading it could run code" in message and "refers to print" in message
+    assert "weights_only" not in message  # torch's advice to turn the safe loader off is never passed on
     assert "must never run" not in capsys.readouterr().out
+
+
+class _Settings:
+    """An object of a class of the training script, as the authors' checkpoints pickle their settings."""
+
+    def __init__(self) -> None:
+        self.lr = 1e-4
+
+
+@pytest.mark.parametrize("payload, shown", [
+    (lambda: {"edsr.head.weight": torch.zeros(1), "settings": _Settings()}, "_Settings"),
+    (lambda: {"state_dict": {"edsr.head.weight": torch.zeros(1)}, "hparams": __import__("argparse").Namespace(lr=1)},
+     "Namespace"),
+    (lambda: _Settings(), "_Settings"),
+])
+def test_a_pickle_of_other_objects_is_refused_without_torch_advice(tmp_path, payload, shown):
+    path = tmp_path / "foreign.ckpt"
+    torch.save(payload(), path)
+    write_sidecar(path, "stsr-seg", SMALL)
+    message = refusal(path)
+    assert "refused, since loading it could run code" in message and "objects other than tensors" in message
+    assert shown in message and "weights_only" not in message and "trust" not in message
+
+
+def test_a_corrupt_pickle_is_refused_as_unreadable(tmp_path):
+    path = tmp_path / "cut.pt"
+    torch.save({"edsr.head.weight": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    write_sidecar(path, "stsr-seg", SMALL)
+    message = refusal(path)
+    assert "not a readable torch checkpoint" in message and "weights_only" not in message
 
 
 def test_an_authors_checkpoint_is_converted_on_load(tmp_path):

@@ -242,7 +242,7 @@ def test_device_auto_follows_the_cluster(settings):
     assert resolve_device("auto", "slurm") == "cuda"
     dask.config.set({"mapgen.kubernetes.gpus": 0})
     assert resolve_device("auto", "kubernetes") == "cpu"
-    assert resolve_device("cuda:1", "local") == "cuda:1"
+    assert resolve_device("cuda:1", "slurm") == "cuda:1"  # a remote worker's GPUs cannot be seen from here
 
 
 @pytest.fixture()

@@ -154,7 +154,7 @@ def _block_area_km2(scheme: TileScheme, block_row: int) -> float:
 
 def plan_region(region: BaseGeometry, scheme: TileScheme, years: tuple[int, ...] | list[int]) -> Plan:
     """The tiles that meet the region and, inside them, the blocks that touch it, in a fixed order."""
-    check_region(region)
+    region = check_region(region)  # split at ±180° when it crosses the antimeridian
     years = tuple(sorted(set(int(y) for y in years)))
     if not years:
         raise RegionError("no years to plan")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
@@ -13,10 +14,38 @@ class RegionError(ValueError):
     """A region that cannot be planned: one line saying what and where."""
 
 
+def crosses_antimeridian(geometry: BaseGeometry) -> bool:
+    """Whether an edge of the geometry jumps more than 180° in longitude: drawn the short way, across ±180°
+    (a region merely wider than 180° has no such edge)."""
+    polygons = getattr(geometry, "geoms", [geometry])
+    for polygon in polygons:
+        for ring in (polygon.exterior, *polygon.interiors) if polygon.geom_type == "Polygon" else ():
+            if np.any(np.abs(np.diff(np.asarray(ring.coords)[:, 0])) > 180):
+                return True
+    return False
+
+
+def split_antimeridian(geometry: BaseGeometry) -> BaseGeometry:
+    """A region that crosses ±180° as its two parts: each crossing polygon is shifted east (negative
+    longitudes + 360°), cut at 180°, and the part beyond shifted back; other polygons stay as they are."""
+    parts = []
+    for polygon in getattr(geometry, "geoms", [geometry]):
+        if not crosses_antimeridian(polygon):
+            parts.append(polygon)
+            continue
+        east = shapely.transform(polygon, lambda xy: np.where(xy[:, :1] < 0, xy + [360.0, 0.0], xy))
+        parts.append(shapely.clip_by_rect(east, -180, -90, 180, 90))
+        parts.append(shapely.transform(shapely.clip_by_rect(east, 180, -90, 540, 90), lambda xy: xy - [360.0, 0.0]))
+    return shapely.union_all([p for p in parts if not p.is_empty])
+
+
 def check_region(geometry: BaseGeometry, where: str = "region") -> BaseGeometry:
-    """Refuse empty, invalid, non-areal or out-of-range geometries; return it unchanged otherwise."""
+    """Refuse empty, invalid, non-areal or out-of-range geometries; return it, split at ±180° when it crosses
+    the antimeridian, otherwise unchanged."""
     if geometry is None or geometry.is_empty:
         raise RegionError(f"{where}: the region is empty")
+    if geometry.geom_type in ("Polygon", "MultiPolygon") and crosses_antimeridian(geometry):
+        geometry = split_antimeridian(geometry)
     if not geometry.is_valid:
         raise RegionError(f"{where}: invalid geometry ({explain_validity(geometry)})")
     if geometry.area <= 0:
@@ -43,7 +72,9 @@ def load_region(path: str | Path) -> BaseGeometry:
         raise RegionError(f"{path}: the file holds no features")
     if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
         frame = frame.to_crs("EPSG:4326")
-    geoms = [g for g in frame.geometry if g is not None]
+    # a polygon drawn across ±180° is split before its validity is judged (as drawn it may cross itself)
+    geoms = [split_antimeridian(g) if g is not None and g.geom_type in ("Polygon", "MultiPolygon")
+             and crosses_antimeridian(g) else g for g in frame.geometry if g is not None]
     invalid = [i for i, g in enumerate(geoms) if not g.is_valid]
     if invalid:
         raise RegionError(f"{path}: feature {invalid[0]} has an invalid geometry "

@@ -10,6 +10,21 @@ from .grid import ORIGIN_X, ORIGIN_Y, Box, Grid, as_fraction
 from .naming import NameScheme
 
 
+class TileSchemeError(ValueError):
+    """A tile, block or pixel size that cannot cut the lattice: one line saying which and why."""
+
+
+def parse_size(value: float | str | Fraction, what: str) -> Fraction:
+    """A size in degrees (0.1, "0.1", "1/30" or a Fraction), exactly; refuses anything not more than 0°."""
+    try:
+        size = as_fraction(value)
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise TileSchemeError(f"the {what} {value!r} is not a number of degrees (e.g. 0.1 or 1/30)") from None
+    if size <= 0:  # a zero divides by zero, a negative one cuts no block
+        raise TileSchemeError(f"the {what} must be more than 0° (e.g. 0.1 or 1/30), not {value}")
+    return size
+
+
 @dataclass(frozen=True)
 class TileScheme:
     """Tiles of `tile_size`° cut into processing blocks of `block_size`°, on the lattice of `input_grid`;
@@ -22,6 +37,9 @@ class TileScheme:
     naming: NameScheme
 
     def __post_init__(self) -> None:
+        if self.block_size > self.tile_size:
+            raise TileSchemeError(f"the block size {float(self.block_size)}° is larger than the "
+                                  f"{float(self.tile_size)}° tile")
         self.input_grid.pixels(self.block_size)  # raises unless a block is whole pixels
         ratio = self.tile_size / self.block_size
         if ratio.denominator != 1:
@@ -31,8 +49,11 @@ class TileScheme:
     @classmethod
     def create(cls, *, input_res: float | str | Fraction, scale: int, tile_size: float | str | Fraction,
                block_size: float | str | Fraction, naming: str) -> TileScheme:
-        return cls(Grid(as_fraction(input_res)), int(scale), as_fraction(tile_size),
-                   as_fraction(block_size), NameScheme(naming))
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise TileSchemeError(f"the scale {scale!r} must be a whole number of output pixels per input pixel, "
+                                  "at least 1")
+        return cls(Grid(parse_size(input_res, "input resolution")), scale, parse_size(tile_size, "tile size"),
+                   parse_size(block_size, "block size"), NameScheme(naming))
 
     @property
     def output_grid(self) -> Grid:
@@ -48,7 +69,8 @@ class TileScheme:
         return int(self.tile_size / self.block_size)
 
     def with_block_size(self, block_size: float | str | Fraction) -> TileScheme:
-        return TileScheme(self.input_grid, self.scale, self.tile_size, as_fraction(block_size), self.naming)
+        return TileScheme(self.input_grid, self.scale, self.tile_size, parse_size(block_size, "block size"),
+                          self.naming)
 
     def tile_corner(self, tile_row: int, tile_col: int) -> tuple[Fraction, Fraction]:
         """(west, north) of a tile of the tile lattice."""

@@ -8,10 +8,11 @@ interprets it; adding a product means adding a file, not a code path. Plain data
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+import types
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 
 class ProductError(ValueError):
@@ -65,6 +66,9 @@ class WindowSpec:
 @dataclass(frozen=True)
 class StitchSpec:
     method: str = "max"
+    # Input pixels along each window edge that count only where no window's interior covers the pixel,
+    # so that borders (least context, most error) never draw seams; None in a file: half the overlap.
+    border: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,51 @@ class Product:
         return next(spec for spec in self.inputs if spec.role == "image")
 
 
+_TYPE_NAMES = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings"),
+               bool: ("true or false", "booleans")}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a field's type hint (an integer is a number; true is no integer)."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_fits(v, get_args(hint)[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    """A type hint as a product file's author reads it: 'an integer', 'a list of strings', …"""
+    if get_origin(hint) in (Union, types.UnionType):  # TOML has no null: `X | None` is X or left out
+        return " or ".join(_describe(h) for h in get_args(hint) if h is not type(None))
+    if get_origin(hint) is tuple:
+        return f"a list of {_TYPE_NAMES.get(get_args(hint)[0], ('', 'tables'))[1]}"
+    return _TYPE_NAMES.get(hint, ("a table", ""))[0]
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ProductError(f"{where}: must be a table of keys, not {data!r}")
     names = {f.name for f in fields(cls)}
     unknown = set(data) - names
     if unknown:
         raise ProductError(f"{where}: unknown key(s) {sorted(unknown)}")
+    # Types when the file is loaded: a wrong one would otherwise fail on the workers after minutes of work.
+    hints = get_type_hints(cls)
+    for key, value in data.items():
+        if not _fits(value, hints[key]):
+            raise ProductError(f"{where}: {key} = {value!r} must be {_describe(hints[key])}")
     try:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     except TypeError as exc:
@@ -148,10 +192,38 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def _step(data: dict[str, Any], where: str) -> StepSpec:
+    if not isinstance(data, dict):
+        raise ProductError(f"{where}: a step must be a table (kernel = …), not {data!r}")
     if "kernel" not in data:
         raise ProductError(f"{where}: a step needs a 'kernel'")
+    if not isinstance(data["kernel"], str):
+        raise ProductError(f"{where}: kernel = {data['kernel']!r} must be a string")
     params = {k: v for k, v in data.items() if k != "kernel"}
     return StepSpec(data["kernel"], params)
+
+
+def _check_window(window: WindowSpec, where: str) -> None:
+    """Sizes that cut windows at all (the stitch border and the engine depend on them)."""
+    if window.size < 1 or window.batch < 1:
+        raise ProductError(f"{where}: size = {window.size} and batch = {window.batch} must be at least 1")
+    if window.overlap < 0 or window.overlap_px >= window.size:
+        raise ProductError(f"{where}: overlap = {window.overlap} must be at least 0 and less than the window "
+                           f"(a fraction below 1, or pixels below size = {window.size})")
+
+
+def _stitch(data: dict[str, Any], window: WindowSpec, where: str) -> StitchSpec:
+    """The [stitch] section with its border resolved (half the window overlap unless given) and checked:
+    at most half the overlap, so that every pixel stays under some window's interior."""
+    spec = _build(StitchSpec, data, where)
+    most = window.overlap_px // 2
+    border = most if spec.border is None else spec.border
+    if isinstance(border, bool) or not isinstance(border, int) or not 0 <= border <= most:
+        raise ProductError(f"{where}: border = {spec.border!r} must be a whole number of input pixels from 0 to "
+                           f"{most} (half the window overlap of {window.overlap_px} px)")
+    return replace(spec, border=border)
+
+
+_TOP_LEVEL = {"name", "title", "reference", "grid", "inputs", "model", "window", "stitch", "post", "temporal", "output"}
 
 
 def parse_product(data: dict[str, Any], where: str = "product") -> Product:
@@ -160,10 +232,26 @@ def parse_product(data: dict[str, Any], where: str = "product") -> Product:
     missing = required - set(data)
     if missing:
         raise ProductError(f"{where}: missing section(s) {sorted(missing)}")
+    unknown = set(data) - _TOP_LEVEL  # a misspelt [stich] would otherwise be ignored
+    if unknown:
+        raise ProductError(f"{where}: unknown key(s) or section(s) {sorted(unknown)}")
+    for key in ("name", "title", "reference"):
+        if key in data and not isinstance(data[key], str):
+            raise ProductError(f"{where}: {key} = {data[key]!r} must be a string")
+    for key in ("grid", "model", "window", "stitch", "output"):
+        if key in data and not isinstance(data[key], dict):
+            raise ProductError(f"{where}: {key} = {data[key]!r} must be a table ([{key}])")
+    for key in ("inputs", "post", "temporal"):
+        if key in data and not isinstance(data[key], list):
+            raise ProductError(f"{where}: {key} = {data[key]!r} must be an array of tables ([[{key}]])")
+    if not isinstance(data["output"].get("classes", []), list):
+        raise ProductError(f"{where}: [output] classes must be an array of tables ([[output.classes]])")
     output = dict(data["output"])
     classes = tuple(_build(OutputClass, c, f"{where} [output.classes]") for c in output.pop("classes", []))
     if not classes:
         raise ProductError(f"{where}: [output] needs at least one [[output.classes]]")
+    window = _build(WindowSpec, data["window"], f"{where} [window]")
+    _check_window(window, f"{where} [window]")
     return Product(
         name=data["name"],
         title=data.get("title", data["name"]),
@@ -171,8 +259,8 @@ def parse_product(data: dict[str, Any], where: str = "product") -> Product:
         grid=_build(GridSpec, data["grid"], f"{where} [grid]"),
         inputs=tuple(_build(InputSpec, i, f"{where} [[inputs]]") for i in data["inputs"]),
         model=_build(ModelSpec, data["model"], f"{where} [model]"),
-        window=_build(WindowSpec, data["window"], f"{where} [window]"),
-        stitch=_build(StitchSpec, data.get("stitch", {}), f"{where} [stitch]"),
+        window=window,
+        stitch=_stitch(data.get("stitch", {}), window, f"{where} [stitch]"),
         post=tuple(_step(s, f"{where} [[post]]") for s in data.get("post", [])),
         temporal=tuple(_step(s, f"{where} [[temporal]]") for s in data.get("temporal", [])),
         output=_build(OutputSpec, {**output, "classes": classes}, f"{where} [output]"),

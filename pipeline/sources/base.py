@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from shapely.geometry.base import BaseGeometry
 
 from mapgen.tiles import Box, Grid
 from mapgen.workflows.product import InputSpec
@@ -22,6 +23,18 @@ Bounds = tuple[float, float, float, float]
 
 class SourceError(ValueError):
     """A source that cannot serve the run: one line saying what and where."""
+
+
+def file_identity(path: str) -> dict:
+    """A file's absolute path, size and modification time (a path GDAL reads that is no local file: the path)."""
+    from pathlib import Path
+
+    local = Path(path)
+    try:
+        stat = local.stat()
+    except OSError:
+        return {"path": path}
+    return {"path": str(local.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def year_span(years: Sequence[int]) -> str:
@@ -57,11 +70,19 @@ class Source(ABC):
     def description(self) -> str:
         """What the source is, for messages, the run manifest and the report (never a credential)."""
 
+    def identity(self, years: Sequence[int]) -> dict:
+        """What identifies the data this source gives for `years`, cheaply and whatever the working directory
+        or the names typed (absolute paths with sizes and mtimes, catalog items, service filters): a resumed
+        run whose sources' identities differ is refused. Plain JSON types; never a credential."""
+        return {"kind": type(self).__name__, "description": self.description}
+
     @abstractmethod
-    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds | BaseGeometry) -> dict[int, float]:
         """Refuse, in one line (SourceError), a source that cannot give `spec`'s bands for every year over
-        `bounds` (west, south, east, north in EPSG:4326), before any work. Returns, per year, the share of
-        the region's bounding box that has data."""
+        the region (its polygon in EPSG:4326, or a bounding box west, south, east, north), before any work.
+        Returns, per year, the share of the region that has data: of its sampled pixels where the source
+        can be sampled cheaply (files, the cache), else of its bounding box under the footprints. A
+        `sample.Coverage` may carry warnings about the values (far from the training distribution)."""
 
     @abstractmethod
     def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
@@ -89,6 +110,12 @@ class Inputs:
         if spec.name in self.absent:
             return None
         return self.source(spec.name).read(spec, year, grid, box)
+
+    def identity(self, years: Sequence[int]) -> dict[str, dict]:
+        """Each input's `Source.identity` ('none' for one switched off)."""
+        out: dict[str, dict] = {name: src.identity(years) for name, src in sorted(self.sources.items())}
+        out.update({name: {"kind": "none"} for name in sorted(self.absent)})
+        return out
 
     def describe(self) -> dict[str, str]:
         out = {name: src.description for name, src in sorted(self.sources.items())}

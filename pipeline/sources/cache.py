@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import zarr
+from shapely.geometry.base import BaseGeometry
 
-from mapgen.tiles import Box, Grid
+from mapgen.tiles import Box, Grid, as_fraction
 from mapgen.workflows.product import InputSpec
 
-from .base import Bounds, Source, SourceError
+from .base import Bounds, Source, SourceError, file_identity
+from .sample import Coverage, SampleGrid, as_geometry, sample_grids, sampled_coverage, summarise
 
 STORE = "inputs.zarr"
+MAX_SAMPLE_CHUNKS = 16  # chunk rows (and columns) a check samples: at most 256 blocks decompressed
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,32 @@ class InputCache:
         rows, cols = box.slices_in(self.extent)
         array[self.years.index(year), :, rows, cols] = data
 
+    def sample(self, name: str, year: int, grid: Grid, points: SampleGrid, bands: int,
+               max_chunks: int = MAX_SAMPLE_CHUNKS) -> tuple[np.ndarray, SampleGrid]:
+        """The values at sample points (the pixel of `grid`, the cache's lattice, under each), read from at most
+        `max_chunks`² chunks spread over the region (each chunk is a whole block to decompress); returns them
+        and the sample points kept."""
+        t = points.grid.transform(points.box)
+        res = float(grid.res)
+        lon = t.c + t.a * (np.arange(points.box.width) + 0.5)
+        lat = t.f + t.e * (np.arange(points.box.height) + 0.5)
+        cols = np.floor((lon + 180) / res).astype(np.int64) - self.extent.col
+        rows = np.floor((90 - lat) / res).astype(np.int64) - self.extent.row
+        use_rows = _spread((rows >= 0) & (rows < self.extent.height), rows // self.chunk, max_chunks)
+        use_cols = _spread((cols >= 0) & (cols < self.extent.width), cols // self.chunk, max_chunks)
+        out = np.full((bands, points.box.height, points.box.width), np.nan, dtype=np.float32)
+        if use_rows.any() and use_cols.any():
+            array = zarr.open_array(f"{self.store}/{name}", mode="r")
+            r, c = np.unique(rows[use_rows]), np.unique(cols[use_cols])
+            got = array.oindex[self.years.index(year), :, r, c]
+            sub = got[:, np.searchsorted(r, rows[use_rows])][:, :, np.searchsorted(c, cols[use_cols])]
+            out[:, np.flatnonzero(use_rows)[:, None], np.flatnonzero(use_cols)[None, :]] = sub
+        # points outside the extent stay (no data); points in chunks left out are not sampled
+        inside_extent_rows = (rows >= 0) & (rows < self.extent.height)
+        inside_extent_cols = (cols >= 0) & (cols < self.extent.width)
+        kept = (use_rows | ~inside_extent_rows)[:, None] & (use_cols | ~inside_extent_cols)[None, :]
+        return out, replace(points, inside=points.inside & kept)
+
     def read(self, name: str, year: int, box: Box, bands: int) -> np.ndarray:
         """(bands, H, W) of `box`; NaN where the box leaves the cache's extent."""
         out = np.full((bands, box.height, box.width), np.nan, dtype=np.float32)
@@ -89,6 +118,15 @@ class InputCache:
             local_rows, local_cols = inner.slices_in(box)
             out[:, local_rows, local_cols] = array[self.years.index(year), :, rows, cols]
         return out
+
+
+def _spread(valid: np.ndarray, chunk: np.ndarray, most: int) -> np.ndarray:
+    """`valid` restricted to at most `most` distinct chunks, spread evenly over those it meets."""
+    found = np.unique(chunk[valid])
+    if len(found) <= most:
+        return valid
+    keep = found[np.linspace(0, len(found) - 1, most).round().astype(int)]
+    return valid & np.isin(chunk, keep)
 
 
 @dataclass(frozen=True)
@@ -112,8 +150,14 @@ class CachedSource(Source):
     def description(self) -> str:
         return f"cache {self.cache.path} (of {self.origin})"
 
-    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+    def identity(self, years: Sequence[int]) -> dict:
+        attrs = Path(self.cache.store) / "zarr.json"
+        return {"kind": "cache", "path": str(Path(self.cache.path).resolve()), "origin": self.origin,
+                "store": file_identity(str(attrs)), "fetched": self.cache.done()}
+
+    def check(self, spec: InputSpec, years: Sequence[int], region: Bounds | BaseGeometry) -> Coverage:
         where = f"cache {self.cache.path}"
+        bounds = as_geometry(region).bounds
         missing = [y for y in years if y not in self.cache.years]
         if missing:
             raise SourceError(f"{where}: has no {', '.join(map(str, missing))} (fetched for "
@@ -127,7 +171,13 @@ class CachedSource(Source):
         if done < self.cells:
             raise SourceError(f"{where}: incomplete, {done} of {self.cells} fetches done; run the same mapgen "
                               "fetch again to finish it")
-        return {year: 1.0 for year in years}  # the fetch reported coverage; the cache has what it found
+        grids = sample_grids(region)
+        samples = {}
+        for year in years:
+            parts = [self.cache.sample(spec.name, year, Grid(as_fraction(self.res)), g, len(spec.bands))
+                     for g in grids]
+            samples[year] = summarise([v for v, _ in parts], [g for _, g in parts])
+        return sampled_coverage(spec, samples, self.description)
 
     def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
         if str(grid.res) != self.res:

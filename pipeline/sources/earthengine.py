@@ -25,11 +25,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+from shapely.geometry.base import BaseGeometry
 
 from mapgen.tiles import Box, Grid
 from mapgen.workflows.product import InputSpec
 
 from .base import Bounds, Source, SourceError
+from .sample import Coverage, as_geometry, bounds_parts
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,10 @@ class EarthEngineSource(Source):
         who = ", service-account key" if self.key_file else ""
         return f"Earth Engine (project {self.project or 'default'}, S2 cloud < {self.cloud_pct:g} %{who})"
 
+    def identity(self, years: Sequence[int]) -> dict:
+        return {"kind": "earthengine", "project": self.project, "collections": [S2_COLLECTION, DW_COLLECTION],
+                "cloud_pct": self.cloud_pct}
+
     # -- session --
 
     def _ee(self) -> Any:
@@ -321,22 +327,24 @@ class EarthEngineSource(Source):
 
     # -- Source --
 
-    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+    def check(self, spec: InputSpec, years: Sequence[int], region: Bounds | BaseGeometry) -> Coverage:
         collection = collection_for(spec)
         ee = self._ee()
-        where = fmt_bounds(bounds)
+        where = fmt_bounds(tuple(as_geometry(region).bounds))
         cloud = f" with cloud < {self.cloud_pct:g} %" if collection == S2_COLLECTION else ""
         coverage: dict[int, float] = {}
         for year in sorted(set(years)):
-            found = scenes(ee, collection, bounds, year, self.cloud_pct)
-            n = self._call(lambda found=found: found.size().getInfo(), f"counting {collection} scenes for "
-                           f"'{spec.name}' in {year} over {where}")
+            n = 0
+            for bounds in bounds_parts(region):  # both sides of a region split at the antimeridian
+                found = scenes(ee, collection, bounds, year, self.cloud_pct)
+                n += self._call(lambda found=found: found.size().getInfo(), f"counting {collection} scenes "
+                                f"for '{spec.name}' in {year} over {where}")
             if not n:
                 raise SourceError(f"Earth Engine: no {collection} scene{cloud} over {where} in {year}")
             # Earth Engine cannot tell how much of the region the scenes cover without computing it over
             # every pixel; scenes exist, so count the year as covered and let NaN pixels say the rest.
             coverage[year] = 1.0
-        return coverage
+        return Coverage(coverage, measured="footprints")
 
     def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
         collection_for(spec)  # refuse unknown bands before any authentication or request

@@ -16,17 +16,51 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
+import shapely
+from rasterio.enums import ColorInterp
 from rasterio.warp import transform_bounds
+from shapely.geometry.base import BaseGeometry
 
 from mapgen.tiles import Box, Grid
 from mapgen.workflows.product import InputSpec
 
-from .base import Bounds, Source, SourceError, covered_fraction, year_span
-from .read import read_box
+from .base import Bounds, Source, SourceError, file_identity, year_span
+from .read import read_box, read_sample
+from .sample import Coverage, Sample, SampleGrid, as_geometry, sample_grids, sampled_coverage, summarise
 
 # Names a user may give for the Sentinel-2 10 m bands, besides the product's own (B2 …).
 BAND_ALIASES = {"blue": "B2", "green": "B3", "red": "B4", "nir": "B8",
                 "B02": "B2", "B03": "B3", "B04": "B4", "B08": "B8"}
+
+
+# What a band name in a file means, as the product's bands it could be (Sentinel-2 numbering).
+_WORDS = {"coastal": {"B1"}, "coastal aerosol": {"B1"}, "aerosol": {"B1"}, "blue": {"B2"}, "green": {"B3"},
+          "red": {"B4"}, "red edge": {"B5", "B6", "B7", "B8A"}, "rededge": {"B5", "B6", "B7", "B8A"},
+          "nir": {"B8", "B8A"}, "near infrared": {"B8", "B8A"}, "nir08": {"B8A"}, "swir": {"B11", "B12"},
+          "swir16": {"B11"}, "swir22": {"B12"}, "swir1": {"B11"}, "swir2": {"B12"}}
+_COLOUR_INTERP = {"coastal": frozenset({"B1"}), "blue": frozenset({"B2"}), "green": frozenset({"B3"}),
+                  "red": frozenset({"B4"}), "rededge": frozenset({"B5", "B6", "B7", "B8A"}),
+                  "nir": frozenset({"B8", "B8A"}), "swir": frozenset({"B11", "B12"})}
+_GDAL_DEFAULT_RGB = {(ColorInterp.red, ColorInterp.green, ColorInterp.blue),
+                     (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha)}
+_COMMON = {"B2": "blue", "B3": "green", "B4": "red", "B8": "nir"}
+
+
+def _meaning(name: str, *, numbers: bool, extra: Sequence[str] = ()) -> tuple[str, frozenset[str]] | None:
+    """(name as written, the bands it may be), or None for a name that says nothing ('', 'band 1', 'gray')."""
+    text = " ".join(name.strip().lower().replace("_", " ").replace("-", " ").split())
+    if text in _WORDS:
+        return name.strip(), frozenset(_WORDS[text])
+    match = re.fullmatch(r"b0?(\d{1,2}a?)", text)  # B4, B04, B8A; not "band 1", which says nothing
+    if match and numbers and (band := f"B{match[1].upper()}") in _S2_BANDS:
+        return name.strip(), frozenset({band})
+    if text in {b.lower() for b in extra} and not match:
+        return name.strip(), frozenset({next(b for b in extra if b.lower() == text)})
+    return None
+
+
+_S2_BANDS = {f"B{i}" for i in range(1, 13)} | {"B8A"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +93,33 @@ class BandMap:
                               f"{', '.join(missing)} (its bands: {', '.join(self.order)})")
         return [names.index(b) + 1 for b in spec.bands]
 
+    def check_names(self, where: str, spec: InputSpec, path: str, descriptions: Sequence[str | None],
+                    colorinterp: Sequence[ColorInterp], dtype: np.dtype) -> None:
+        """Refuse a file whose own band names (GDAL descriptions, else colour interpretation) contradict the
+        bands it is read as (--bands, or the product's order). Sentinel-2 numbers (B4, B08) count only
+        without --bands: other sensors number their bands otherwise, and --bands is the way to say so."""
+        assumed = list(self.order) if self.order is not None else list(spec.bands)
+        if len(assumed) != len(descriptions):
+            return
+        # GDAL tags every 3- or 4-band 8-bit GeoTIFF red, green, blue (alpha) unless told otherwise: no news
+        colours = [] if dtype.itemsize == 1 and tuple(colorinterp) in _GDAL_DEFAULT_RGB else list(colorinterp)
+        said: list[tuple[str, frozenset[str]] | None] = []
+        for i, name in enumerate(descriptions):
+            meaning = _meaning(name or "", numbers=self.order is None, extra=spec.bands)
+            if meaning is None and i < len(colours):
+                label = colours[i].name
+                meaning = (label, _COLOUR_INTERP[label]) if label in _COLOUR_INTERP else None
+            said.append(meaning)
+        for i, (meaning, name) in enumerate(zip(said, assumed, strict=True), start=1):
+            means = _meaning(name, numbers=True, extra=spec.bands)
+            if meaning is None or means is None or meaning[1] & means[1]:
+                continue
+            how = "--bands" if self.order is not None else f"the product's order {', '.join(spec.bands)}"
+            given = f"{name} ({_COMMON.get(name, name)})" if name in _COMMON else name
+            suggest = ",".join(m[0] if m else _COMMON.get(a, a) for m, a in zip(said, assumed, strict=True))
+            raise SourceError(f"{where}: {path} band {i} is '{meaning[0]}' by the file's own band names but is "
+                              f"read as {given} ({how}); if the file is right give --bands {suggest}")
+
     def describe(self) -> str:
         parts = []
         if self.order:
@@ -82,6 +143,10 @@ class FileSource(Source):
     def description(self) -> str:
         return self.label + self.bands.describe()
 
+    def identity(self, years: Sequence[int]) -> dict:
+        return {"kind": "files", "bands": self.bands.describe(),
+                "files": {str(y): file_identity(self.files[y]) for y in years if y in self.files}}
+
     def path(self, year: int) -> str:
         try:
             return self.files[year]
@@ -89,52 +154,86 @@ class FileSource(Source):
             raise SourceError(f"source {self.label}: no raster for {year} (it has {year_span(list(self.files))})") \
                 from None
 
-    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds | BaseGeometry) -> Coverage:
         missing = [y for y in years if y not in self.files]
         if missing:
             raise SourceError(f"source {self.label}: no '{spec.name}' raster for {year_span(missing)} "
                               f"(it has {year_span(list(self.files))})")
-        coverage = {}
+        grids = sample_grids(bounds)
+        region = tuple(round(v, 4) for v in as_geometry(bounds).bounds)
+        samples, by_path, footprint = {}, {}, False
         for year in years:
             path = self.files[year]
+            where = f"{spec.name} {year}"
             try:
                 with rasterio.open(path) as src:
                     count, crs, src_bounds = src.count, src.crs, src.bounds
                     dtypes, scales, offsets = src.dtypes, src.scales, src.offsets
+                    descriptions, colorinterp = src.descriptions, src.colorinterp
             except rasterio.errors.RasterioIOError as exc:
-                raise SourceError(f"{spec.name} {year}: {path} cannot be opened "
-                                  f"({str(exc).splitlines()[0]})") from None
-            indexes = self.bands.indexes(f"{spec.name} {year}", spec, path, count)
+                raise SourceError(f"{where}: {path} {cannot_open(path, exc)}") from None
+            indexes = self.bands.indexes(where, spec, path, count)
             dtype = np.dtype(dtypes[indexes[0] - 1])
             if dtype.kind == "c" or dtype.kind not in "uif":
-                raise SourceError(f"{spec.name} {year}: {path} holds {dtype} values; mapgen reads real numbers")
+                raise SourceError(f"{where}: {path} holds {dtype} values; mapgen reads real numbers")
             own_scale = any(scales[i - 1] != 1 or offsets[i - 1] != 0 for i in indexes)
             if dtype.kind in "ui" and self.bands.scale is None and not own_scale:
-                raise SourceError(f"{spec.name} {year}: {path} holds {dtype} numbers with no scale; declare "
-                                  f"how they map to the product's values with --scale (value = DN × scale + "
-                                  f"offset), e.g. --scale 0.0001 for Sentinel-2 DN")
+                raise SourceError(f"{where}: {path} holds {dtype} numbers with no scale; declare how they map "
+                                  f"to the product's values with --scale (value = DN × scale + offset), "
+                                  + _scale_hint(dtype))
             if crs is None:
-                raise SourceError(f"{spec.name} {year}: {path} has no CRS")
-            coverage[year] = covered_fraction(bounds, [transform_bounds(crs, "EPSG:4326", *src_bounds)])
-        if not any(coverage.values()):
-            raise SourceError(f"the region {tuple(round(v, 4) for v in bounds)} lies outside every '{spec.name}' "
-                              f"raster of source {self.label}")
-        return coverage
+                raise SourceError(f"{where}: {path} has no CRS")
+            self.bands.check_names(where, spec, path, descriptions, colorinterp, dtype)
+            footprint |= as_geometry(bounds).intersects(shapely.box(*transform_bounds(crs, "EPSG:4326",
+                                                                                   *src_bounds)))
+            if path not in by_path:  # one raster for every year is sampled once
+                by_path[path] = self._sample(spec, year, path, grids, indexes)
+            samples[year] = by_path[path]
+        if not footprint:
+            raise SourceError(f"the region {region} lies outside every '{spec.name}' raster of source {self.label}")
+        return sampled_coverage(spec, samples, self.label)
 
-    def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
-        path = self.path(year)
-        count, own_scales, own_offsets = _band_layout(path)
-        indexes = self.bands.indexes(f"{spec.name} {year}", spec, path, count)
+    def _sample(self, spec: InputSpec, year: int, path: str, grids: list[SampleGrid], indexes: list[int]
+                ) -> Sample:
+        """The year's sample points, read as the run reads (band mapping, scale, offset, no data)."""
+        try:
+            values = [read_sample(path, g.grid, g.box, indexes=indexes, nodata=self.bands.nodata) for g in grids]
+        except rasterio.errors.RasterioIOError as exc:
+            cause = str(exc.__cause__ or exc).strip().splitlines()[0]
+            raise SourceError(f"{spec.name} {year}: {path} is damaged or truncated, GDAL cannot read its pixels "
+                              f"({cause}); write or download it again") from None
+        scales, offsets = self._scale_offset(path, indexes)
+        values = [v * scales[:, None, None] + offsets[:, None, None] for v in values]
+        order = self.bands.order or tuple(spec.bands)
+        return summarise(values, grids, scale=float(scales[0]), order=tuple(order), indexes=tuple(indexes))
+
+    def _scale_offset(self, path: str, indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        _, own_scales, own_offsets = _band_layout(path)
         scales = np.array([own_scales[i - 1] for i in indexes], dtype=np.float64)
         offsets = np.array([own_offsets[i - 1] for i in indexes], dtype=np.float64)
         if self.bands.scale is not None:
             scales[:] = self.bands.scale
         if self.bands.offset is not None:
             offsets[:] = self.bands.offset
+        return scales, offsets
+
+    def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
+        path = self.path(year)
+        count, _, _ = _band_layout(path)
+        indexes = self.bands.indexes(f"{spec.name} {year}", spec, path, count)
+        scales, offsets = self._scale_offset(path, indexes)
         data = read_box(path, grid, box, indexes=indexes, nodata=self.bands.nodata)
         if np.any(scales != 1) or np.any(offsets != 0):
             data = (data * scales[:, None, None] + offsets[:, None, None]).astype(np.float32)
         return data
+
+
+def _scale_hint(dtype: np.dtype) -> str:
+    """What --scale to give: 0.0001 is right for Sentinel-2 DN (16 bit), not for 8-bit imagery."""
+    if dtype.itemsize == 1:
+        return ("e.g. about k/255 for 8-bit imagery whose 255 stands for reflectance k (--scale 0.0016 for "
+                "0–0.4); not 0.0001, which is for 16-bit Sentinel-2 DN and would make 8-bit imagery near black")
+    return "e.g. --scale 0.0001 for Sentinel-2 DN (reflectance × 10000)"
 
 
 @lru_cache(maxsize=256)
@@ -182,3 +281,25 @@ def pattern_files(pattern: str) -> dict[str, dict[int, str]]:
     if not files:
         raise SourceError(f"source {pattern}: no file matches the pattern")
     return files
+
+
+def check_raster(path: str, where: str) -> None:
+    """Refuse, in one line, a file GDAL cannot open as a raster (a text file, an HTML error page, a cut file)."""
+    try:
+        with rasterio.open(path):
+            pass
+    except rasterio.errors.RasterioIOError as exc:
+        raise SourceError(f"{where}: {path} {cannot_open(path, exc)}") from None
+
+
+def cannot_open(path: str, exc: Exception) -> str:
+    """Why GDAL cannot open `path`: a TIFF it cannot read is damaged or truncated, anything else is no raster."""
+    reason = str(exc).splitlines()[0]
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        magic = b""
+    if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return f"cannot be opened, it is a damaged or truncated GeoTIFF ({reason}); write or download it again"
+    return f"cannot be opened, it is not a raster GDAL can open ({reason})"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import rasterio
 import rasterio.errors
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
 
 from mapgen.tiles import Box, Grid
 
@@ -61,3 +64,43 @@ def _read_aligned(src: rasterio.DatasetReader, src_box: Box, box: Box, indexes: 
             data[data == np.float32(nodata)] = np.nan
     out[(slice(None), *inner.slices_in(box))] = data
     return out
+
+
+def read_sample(path: str, grid: Grid, box: Box, *, indexes: Sequence[int], nodata: float | None = None
+                ) -> np.ndarray:
+    """(bands, H, W) float32 of a coarse `box` on `grid` (a sample lattice of a few hundred points a side),
+    NaN where there is no data, as cheaply as GDAL allows: a decimated read of the part of the file under the
+    box (GDAL serves it from overviews when the file has them), put onto the samples by nearest neighbour.
+    Then the last internal block at full resolution is read, which fails on a truncated file even when its
+    overviews, written first, are whole. Raises RasterioIOError where GDAL cannot read."""
+    out = np.full((len(indexes), box.height, box.width), np.nan, dtype=np.float32)
+    with rasterio.open(path) as src:
+        indexes = list(indexes)
+        _read_last_block(src, indexes)
+        near = from_bounds(*transform_bounds(grid.crs, src.crs, *grid.bounds(box), densify_pts=21),
+                           transform=src.transform)
+        col0, row0 = max(0, math.floor(near.col_off)), max(0, math.floor(near.row_off))
+        col1 = min(src.width, math.ceil(near.col_off + near.width))
+        row1 = min(src.height, math.ceil(near.row_off + near.height))
+        if col1 <= col0 or row1 <= row0:  # the file lies outside the box
+            return out
+        window = Window(col0, row0, col1 - col0, row1 - row0)
+        shape = (len(indexes), max(1, min(int(window.height), 2 * box.height)),
+                 max(1, min(int(window.width), 2 * box.width)))
+        if nodata is None:  # the file's own mask (nodata value, mask band or alpha)
+            data = src.read(indexes, window=window, out_shape=shape, masked=True).astype(np.float32).filled(np.nan)
+        else:
+            data = src.read(indexes, window=window, out_shape=shape).astype(np.float32)
+            if not np.isnan(nodata):
+                data[data == np.float32(nodata)] = np.nan
+        step = Affine.scale(window.width / shape[2], window.height / shape[1])  # decimated pixels
+        src_transform = src.transform @ Affine.translation(col0, row0) @ step
+        reproject(data, out, src_transform=src_transform, src_crs=src.crs, dst_transform=grid.transform(box),
+                  dst_crs=grid.crs, resampling=Resampling.nearest, src_nodata=np.nan, dst_nodata=np.nan)
+    return out
+
+
+def _read_last_block(src: rasterio.DatasetReader, indexes: list[int]) -> None:
+    height, width = src.block_shapes[indexes[-1] - 1]
+    row, col = (src.height - 1) // height * height, (src.width - 1) // width * width
+    src.read(indexes, window=Window(col, row, src.width - col, src.height - row))

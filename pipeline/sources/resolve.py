@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from shapely.geometry.base import BaseGeometry
+
 from mapgen.workflows import Product
 
-from .base import Bounds, Inputs, Source, SourceError
+from .base import Bounds, Inputs, Source, SourceError, year_span
 from .cache import STORE, CachedSource
-from .files import BandMap, FileSource, pattern_files, yearly_catalog_layers
+from .files import BandMap, FileSource, check_raster, pattern_files, yearly_catalog_layers
+from .sample import as_geometry
 from .stac import StacScenes
 
 MASK_OFF = "none"
@@ -62,6 +65,9 @@ def layer_sources(text: str, product: Product, years: Sequence[int], *, bands: B
         return {image: StacScenes(text, collection, cloud_cover)}
     if "{" in text:
         found = pattern_files(text)
+        for layer, files in found.items():  # a text file where a raster belongs: say so, not what is missing
+            for year, path in sorted(files.items()):
+                check_raster(path, f"{layer or image} {year}")
         if "" in found:  # no {layer}: the files are the image
             return {image: FileSource(text, found[""], bands)}
         return {name: FileSource(text.replace("{layer}", name), files, bands if name == image else BandMap())
@@ -71,6 +77,7 @@ def layer_sources(text: str, product: Product, years: Sequence[int], *, bands: B
     path = _catalog_path(text)
     if path is None:
         if Path(text).is_file():  # one raster for every year
+            check_raster(str(Path(text).resolve()), f"source {text}")
             return {image: FileSource(text, {y: str(Path(text).resolve()) for y in years}, bands)}
         raise SourceError(f"source {text}: no such file or directory" if not Path(text).exists() else
                           f"source {text}: not a STAC catalog, a raster, or a pattern with {{year}}")
@@ -114,21 +121,46 @@ def open_inputs(product: Product, source: str, years: Sequence[int], *, mask: st
     return Inputs(sources, frozenset(absent), tuple(notes))
 
 
-def check_inputs(inputs: Inputs, product: Product, years: Sequence[int], bounds: Bounds
+def check_inputs(inputs: Inputs, product: Product, years: Sequence[int], region: Bounds | BaseGeometry
                  ) -> dict[str, dict[int, float]]:
-    """Check every input's source (one line on failure, before any work); coverage per input and year."""
-    return {spec.name: inputs.source(spec.name).check(spec, years, bounds)
-            for spec in product.inputs if spec.name not in inputs.absent}
+    """Check every input's source over the region (its polygon, or a bounding box) before any work: one line
+    on failure, and a run whose input has no data anywhere over the region is refused (its map would be
+    empty). Returns the coverage per input and year (a `Coverage`, with its warnings)."""
+    coverage = {}
+    for spec in product.inputs:
+        if spec.name in inputs.absent:
+            continue
+        source = inputs.source(spec.name)
+        coverage[spec.name] = shares = source.check(spec, years, region)
+        if not any(shares.values()):
+            bounds = tuple(round(v, 4) for v in as_geometry(region).bounds)
+            raise SourceError(f"{spec.name}: {source.description} has no data over the region {bounds} in "
+                              f"{year_span(list(shares))} (0.0 % of {_measured(shares)}); the map would be "
+                              "empty: check the region, the source and --nodata")
+    return coverage
+
+
+def _measured(shares: dict[int, float]) -> str:
+    return ("the region's bounding box under the scenes' footprints"
+            if getattr(shares, "measured", "footprints") == "footprints" else "the region's sampled pixels")
 
 
 def coverage_warnings(coverage: dict[str, dict[int, float]], inputs: Inputs) -> list[str]:
-    """What the user should know before trusting the tiles: partial coverage, a mask switched off."""
+    """What the user should know before trusting the tiles: partial coverage, a year without data, values far
+    from the training distribution, a mask switched off."""
     notes = list(inputs.notes)
     for layer, years in coverage.items():
         for year, share in sorted(years.items()):
-            if share < 0.999:
-                notes.append(f"{layer} {year}: the source covers {100 * share:.1f} % of the region's bounding box; "
+            if share == 0:
+                # not refused: the other years still make maps, but this year's tiles are all no data
+                others = [y for y, v in years.items() if v > 0]
+                notes.append(f"{layer} {year}: NO DATA over the region (0.0 % of {_measured(years)}); its tiles "
+                             f"will be empty (no data) while {year_span(others)} have data; drop {year} from "
+                             "--years or give a source that has it")
+            elif share < 0.999:
+                notes.append(f"{layer} {year}: the source covers {100 * share:.1f} % of {_measured(years)}; "
                              "the rest is written as no data")
+        notes.extend(getattr(years, "notes", ()))
     for layer in sorted(inputs.absent):
         notes.append(f"{layer}: switched off (--mask none); the post step that uses it is skipped, so "
                      "false positives it would remove (e.g. bare land) stay")

@@ -12,13 +12,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+from shapely.geometry.base import BaseGeometry
 
 from mapgen.tiles import Box, Grid
 from mapgen.workflows.product import InputSpec
 
 from .base import Bounds, Source, SourceError, covered_fraction, intersects
+from .sample import Coverage, as_geometry, bounds_parts
 
 # Asset keys of each product band across catalogs: Earth Search names bands by colour, Planetary
 # Computer and the Copernicus catalogs by their Sentinel-2 number.
@@ -74,6 +77,15 @@ class StacScenes(Source):
     def description(self) -> str:
         return f"STAC {self.href} ({self.collection}, eo:cloud_cover < {self.cloud_cover:g} %)"
 
+    def identity(self, years: Sequence[int]) -> dict:
+        found = {"kind": "stac", "href": self.href if self.is_api else str(Path(self.href).resolve()),
+                 "collection": self.collection, "cloud_cover": self.cloud_cover}
+        if not self.is_api:  # a static catalog on disk: its items of those years, as ids and update times
+            found["items"] = sorted(
+                [it.id, str(it.properties.get("updated") or it.datetime or "")] for it in _static_items(self.href)
+                if it.collection_id in (None, self.collection) and _year_of(it) in years)
+        return found
+
     def search(self, bounds: Bounds, year: int) -> list:
         """The scenes of `year` over `bounds` under the cloud limit, oldest first."""
         if self.is_api:
@@ -116,7 +128,10 @@ class StacScenes(Source):
         raise SourceError(f"STAC {self.href}: item {item.id} has neither a scene classification (SCL) nor a "
                           "QA60 asset to mask clouds with")
 
-    def check(self, spec: InputSpec, years: Sequence[int], bounds: Bounds) -> dict[int, float]:
+    def check(self, spec: InputSpec, years: Sequence[int], region: Bounds | BaseGeometry) -> Coverage:
+        # scenes are not read before the run: coverage is the share of the bounding box(es) under footprints
+        bounds = tuple(as_geometry(region).bounds)
+        parts = bounds_parts(region)
         if not self.is_api:
             try:
                 _static_items(self.href)
@@ -125,7 +140,8 @@ class StacScenes(Source):
                                   f"({str(exc).splitlines()[0]})") from None
         coverage = {}
         for year in years:
-            items = self.search(bounds, year)
+            found = [self.search(part, year) for part in parts]
+            items = [it for part in found for it in part]
             if not items:
                 raise SourceError(f"STAC {self.href}: no {self.collection} scene with eo:cloud_cover < "
                                   f"{self.cloud_cover:g} % over {tuple(round(v, 4) for v in bounds)} in {year}")
@@ -135,8 +151,10 @@ class StacScenes(Source):
                 dtype = _raster_band(asset).get("data_type")
                 if dtype is not None and not np.issubdtype(np.dtype(dtype), np.number):
                     raise SourceError(f"STAC {self.href}: item {item.id} band {keys[0]} holds {dtype} values")
-            coverage[year] = covered_fraction(bounds, [tuple(it.bbox) for it in items])
-        return coverage
+            areas = [(e - w) * (n - s) for w, s, e, n in parts]
+            coverage[year] = sum(a * covered_fraction(part, [tuple(it.bbox) for it in its])
+                                 for part, its, a in zip(parts, found, areas, strict=True)) / (sum(areas) or 1)
+        return Coverage(coverage, measured="footprints")
 
     def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
         import odc.stac

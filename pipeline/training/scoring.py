@@ -1,5 +1,6 @@
 """Held-out scores of a network while training: random windows, and whole scenes windowed as the pipeline
-does (lattice, zero padding, maximum where windows overlap, threshold, built mask)."""
+does (lattice, zero padding, maximum where windows overlap with borders yielding to interiors, threshold,
+built mask)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from mapgen.tiles import Box
 from .sampling import PATCH_SIZE, PatchSampler, SamplingConfig
 from .scenes import Normalisation, SceneYear
 
+OVERLAP = round(0.1 * PATCH_SIZE)  # the product's 10 % overlap, in input pixels
+
 
 @dataclass(frozen=True)
 class EvalConfig:
     windows: int = 512  # random held-out windows, by the training sampler's rules
     whole_scene: bool = True  # also every year of the held-out scene, windowed as the pipeline does
-    stride: int = PATCH_SIZE - round(0.1 * PATCH_SIZE)  # the product's 10 % overlap
+    stride: int = PATCH_SIZE - OVERLAP
+    border: int = OVERLAP // 2  # the product's stitch border (pipeline/stitch.py)
     batch: int = 64
 
 
@@ -44,40 +48,42 @@ def evaluate_windows(model: STSRSeg, sampler: PatchSampler, n: int, batch: int) 
 
 @torch.no_grad()
 def stitched_confidence(model: STSRSeg, image: np.ndarray, read: Box, origins: np.ndarray, lattice: WindowLattice,
-                        batch: int) -> np.ndarray:
+                        batch: int, border: int = 0) -> np.ndarray:
     """Sigmoid confidence over `read` (output resolution) from the windows at `origins` of a normalised
-    (C, H, W) image covering `read`, the maximum where windows overlap."""
+    (C, H, W) image covering `read`, stitched by the pipeline's `max_stitch` with `border`."""
     model.eval()
     windows = lattice.extract(image, read, origins)
     conf = np.concatenate([
         model.predict(torch.from_numpy(windows[i:i + batch]), batch_size=batch)[:, 0].numpy()
         for i in range(0, len(windows), batch)
     ])
-    return max_stitch(conf, origins, read, model.config.scale)
+    return max_stitch(conf, origins, read, model.config.scale, border)
 
 
-def predict_scene(model: STSRSeg, x: np.ndarray, *, size: int, stride: int, batch: int) -> np.ndarray:
+def predict_scene(model: STSRSeg, x: np.ndarray, *, size: int, stride: int, batch: int,
+                  border: int = 0) -> np.ndarray:
     """Confidence over a whole (C, H, W) normalised image, the pipeline's way: windows on a lattice, zero
-    padding past the edges, the maximum where windows overlap; (sH, sW) float32."""
+    padding past the edges, the maximum where windows overlap (borders of `border` px yielding to
+    interiors); (sH, sW) float32."""
     scale = model.config.scale
     box = Box(0, 0, x.shape[1], x.shape[2])
     lattice = WindowLattice(size, stride)
     read, origins = lattice.covering(box)
     padded = np.zeros((x.shape[0], read.height, read.width), dtype=np.float32)
     padded[:, -read.row:-read.row + box.height, -read.col:-read.col + box.width] = x
-    canvas = stitched_confidence(model, padded, read, origins, lattice, batch)
+    canvas = stitched_confidence(model, padded, read, origins, lattice, batch, border)
     rows, cols = box.scaled(scale).slices_in(read.scaled(scale))
     return canvas[rows, cols]
 
 
 def evaluate_scene(model: STSRSeg, scenes: Sequence[SceneYear], norm: Normalisation, *, size: int, stride: int,
-                   batch: int, built_mask: float = 0.2) -> dict[str, Any]:
+                   batch: int, border: int = 0, built_mask: float = 0.2) -> dict[str, Any]:
     """Whole-scene pixel metrics over every year: the raw model (sigmoid > 0.5) and the product's post
     chain (then built ≥ 0.2, upsampled as the pipeline's kernel does)."""
     raw, masked = Confusion(), Confusion()
     scale = model.config.scale
     for scene in scenes:
-        conf = predict_scene(model, norm.apply(scene.s2), size=size, stride=stride, batch=batch)
+        conf = predict_scene(model, norm.apply(scene.s2), size=size, stride=stride, batch=batch, border=border)
         valid = np.isfinite(scene.s2).all(axis=0)
         codes = kernels.threshold(conf, valid, 0.5, scale)
         layer = np.pad(scene.built.astype(np.float32), 1, constant_values=np.nan)  # centre value at the edge
@@ -97,5 +103,5 @@ def evaluate_held_out(model: STSRSeg, scenes: Sequence[SceneYear], norm: Normali
                                                                              config.batch)}
     if config.whole_scene:
         metrics["scene"] = evaluate_scene(model, scenes, norm, size=sampling.size, stride=config.stride,
-                                          batch=config.batch)
+                                          batch=config.batch, border=config.border)
     return metrics

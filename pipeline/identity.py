@@ -1,0 +1,72 @@
+"""What a run is, by content: the product's resolved definition, the checkpoint, the region, the years,
+the block size and the resolved identity of every source. A run folder keeps it in its manifest, and a
+resume whose identity differs is refused, naming what changed, whatever the working directory or the
+names typed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from mapgen.workflows import Product
+
+from .sources import Inputs
+
+FORMAT = 2  # of the manifest; a run folder of another format is refused like any other difference
+
+
+def product_definition(product: Product) -> dict[str, Any]:
+    """The product as the engine interprets it (where it was loaded from is no part of it)."""
+    data = asdict(product)
+    data.pop("source_file", None)
+    return json.loads(json.dumps(data))  # tuples → lists: what the manifest reads back
+
+
+def region_digest(region: BaseGeometry) -> str:
+    return hashlib.sha256(shapely.normalize(region).wkb).hexdigest()
+
+
+def run_identity(product: Product, region: BaseGeometry, years: Sequence[int], block_size: str,
+                 checkpoint_sha256: str, inputs: Inputs) -> dict[str, Any]:
+    definition = product_definition(product)
+    return {
+        "format": FORMAT,
+        "product": {"name": product.name,
+                    "sha256": hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest(),
+                    "definition": definition},
+        "checkpoint_sha256": checkpoint_sha256,
+        "region_sha256": region_digest(region),
+        "years": list(years),
+        "block_size": block_size,
+        "inputs": json.loads(json.dumps(inputs.identity(years))),
+    }
+
+
+def changes(old: Any, new: Any, where: str = "") -> list[str]:
+    """Readable paths where two identities differ, e.g. 'product definition post 0 threshold (0.5 → 0.9)'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            if key == "sha256" and "definition" in old and "definition" in new:
+                continue  # the definition itself says what changed
+            found += changes(old.get(key), new.get(key), f"{where} {key}".strip())
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        found = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            found += changes(a, b, f"{where} {i}")
+        return found
+    if old != new:
+        return [f"{where} ({_short(old)} → {_short(new)})"]
+    return []
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:30] + "…" + text[-45:]
