@@ -13,6 +13,8 @@ from .inference import ModelRef
 from .sources import Inputs
 from .windows import WindowLattice
 
+SCRATCH_DIR = "tmp"  # in the run folder: where writers keep their temporaries
+
 
 def tile_scheme(product: Product, block_size: str | float | None = None) -> TileScheme:
     """The product's output tiling; `block_size` overrides the processing block (degrees). Refuses in one
@@ -54,7 +56,7 @@ class RunContext:
     def scratch_dir(self) -> Path:
         """Where the run's writers keep their temporaries: inside the run folder (so never taken for an
         output, swept on resume) and on the same file system as the tiles (so a rename publishes one)."""
-        return Path(self.run_dir) / "tmp"
+        return Path(self.run_dir) / SCRATCH_DIR
 
     def tile_path(self, tile_row: int, tile_col: int, year: int) -> Path:
         return Path(self.out_dir) / self.scheme.tile_name(tile_row, tile_col, year)

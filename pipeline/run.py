@@ -25,7 +25,7 @@ from mapgen.workflows import Product
 from . import lock
 from .checkpoints import resolve_checkpoint
 from .cluster import describe_cluster
-from .context import RunContext, tile_scheme
+from .context import SCRATCH_DIR, RunContext, tile_scheme
 from .disk import DiskFull, ensure_space
 from .export import tile_space_needed, write_vrt
 from .identity import changes, run_identity
@@ -117,7 +117,6 @@ class RunReport:
 # What an interrupted writer leaves: hidden names ending so (markers, manifest, report, VRTs), and
 # everything in the run's scratch folder (tiles being written and their translator's temporaries).
 SCRATCH_SUFFIXES = (".tmp", ".partial", ".scratch.tif", ".partial.tif")
-SCRATCH_DIR = "tmp"
 # What a run folder holds besides its lock: removed by a knowing restart.
 RUN_CONTENTS = ("manifest.json", "report.json", "store.zarr", "state", SCRATCH_DIR)
 
@@ -169,7 +168,7 @@ def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_
                 more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
                 raise RunError(f"{out_dir}: holds a run of other inputs or settings ({'; '.join(changed[:3])}{more}); "
                                "give another --out, or --force-restart to start this one over there")
-            if changed:
+            if restart:  # knowingly: nothing of the old run is kept but its tiles, which are remade
                 for name in RUN_CONTENTS:
                     target = run_dir / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
