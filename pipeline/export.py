@@ -109,8 +109,9 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
             leftover.unlink(missing_ok=True)
 
 
-def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec) -> None:
-    """A mosaic VRT over tiles that share one output lattice, keeping their nodata and colours."""
+def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec, *, scratch_dir: Path | None = None) -> None:
+    """A mosaic VRT over tiles that share one output lattice, keeping their nodata and colours; written in
+    `scratch_dir` (default: beside `path`, hidden) and renamed."""
     path = Path(path)
     infos = []
     for tile in sorted(tiles):
@@ -154,6 +155,8 @@ def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec) -> None:
         f'  </VRTRasterBand>\n'
         f'</VRTDataset>\n'
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    folder = Path(scratch_dir) if scratch_dir is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.{os.getpid()}.partial"
     tmp.write_text(xml)
     os.replace(tmp, path)

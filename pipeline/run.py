@@ -427,7 +427,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             if report.status == "finished":
                 for year in ctx.years:
                     write_vrt(ctx.vrt_path(year), [ctx.tile_path(t.row, t.col, year) for t in plan.tiles],
-                              ctx.product.output)
+                              ctx.product.output, scratch_dir=ctx.scratch_dir)
             _write_report(ctx, report)
         finally:
             lock.release(ctx.run_dir)
