@@ -23,7 +23,7 @@ from .context import tile_scheme
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .sources.base import SourceError
 from .sources.cache import InputCache
-from .store import digest, mark_done
+from .store import digest, mark_done, read_marker, unmark
 from .stream import TaskStream
 from .windows import WindowLattice
 
@@ -49,7 +49,8 @@ class FetchReport:
     years: list[int]
     pieces: int
     done: int = 0
-    skipped: int = 0
+    skipped: int = 0  # fetched before, and verified against their markers
+    refetched: list[str] = field(default_factory=list)  # fetched before, but did not match their markers
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     megabytes: float = 0.0
@@ -59,8 +60,11 @@ class FetchReport:
 
     def summary(self) -> str:
         lines = [f"cache {self.cache}: {self.pieces} piece(s) × {len(self.years)} year(s)",
-                 f"  fetched {self.done}, skipped (already there) {self.skipped}, {self.megabytes:.1f} MB, "
+                 f"  fetched {self.done}, skipped (already there, verified) {self.skipped}, {self.megabytes:.1f} MB, "
                  f"{self.seconds:.1f} s"]
+        if self.refetched:
+            lines.append(f"  fetched again, as they did not match their markers: {len(self.refetched)}: "
+                         + ", ".join(self.refetched[:5]) + (" …" if len(self.refetched) > 5 else ""))
         lines += [f"  warning: {w}" for w in self.warnings]
         if self.failed:
             lines.append(f"  FAILED {len(self.failed)}: " + "; ".join(self.failed[:5]))
@@ -129,30 +133,57 @@ def fetch_piece(job: FetchJob, key: str, year: int) -> dict:
     return {"key": f"{key}-{year}", "bytes": nbytes, "seconds": time.perf_counter() - started}
 
 
+def verify_piece(job: FetchJob, key: str, year: int) -> dict:
+    """Whether a fetched piece-year is still what its marker vouched for; drops the marker if not."""
+    marker_key = f"{key}-{year}"
+    record = read_marker(job.cache.path, "fetch", marker_key)
+    box = job.pieces[key]
+    try:
+        good = record is not None and all(
+            digest(job.cache.read(spec.name, year, box, len(spec.bands))) == record["sha256"].get(spec.name)
+            for spec in job.product.inputs if spec.name not in job.inputs.absent)
+    except Exception:  # noqa: BLE001 - a chunk that cannot be decoded cannot be trusted
+        good = False
+    if not good:
+        unmark(job.cache.path, "fetch", marker_key)
+        for spec in job.product.inputs:  # a piece is the only one in its chunk: nothing else is lost
+            if spec.name not in job.inputs.absent:
+                job.cache.clear(spec.name, year, box, len(spec.bands))
+    return {"key": marker_key, "good": good}
+
+
 def execute_fetch(client, job: FetchJob, *, progress: Callable[[int, int], None] | None = None,
                   max_in_flight: int = 64, retries: int = 2) -> FetchReport:
-    """Fetch every piece-year not fetched yet on `client`, at most `max_in_flight` at once."""
+    """Fetch every piece-year not fetched yet on `client`, at most `max_in_flight` at once; those fetched
+    before are verified against their markers on the workers first, and fetched again if they differ."""
     started = time.perf_counter()
     report = FetchReport(cache=job.cache.path, years=list(job.cache.years), pieces=len(job.pieces),
                          inputs=job.inputs.describe(), coverage=job.coverage, warnings=list(job.warnings))
-    todo = []
-    for key in job.pieces:
-        for year in job.cache.years:
-            if job.cache.marker(f"{key}-{year}").exists():
-                report.skipped += 1
-            else:
-                todo.append((key, year))
     stream = TaskStream(client, max_in_flight=max_in_flight, retries=retries, ledger=False)
-    work = (lambda key=key, year=year: stream.submit("fetch", f"{key}-{year}", fetch_piece, job, key, year)
-            for key, year in todo)
-    for done, finished in enumerate(stream.results(work), start=1):
+
+    def submit(key: str, year: int) -> None:
+        kind = "verify" if job.cache.marker(f"{key}-{year}").exists() else "fetch"
+        stream.submit(kind, f"{key}-{year}", verify_piece if kind == "verify" else fetch_piece, job, key, year)
+
+    total = len(job.pieces) * len(job.cache.years)
+    work = (lambda key=key, year=year: submit(key, year) for key in job.pieces for year in job.cache.years)
+    done = 0
+    for finished in stream.results(work):
+        if finished.kind == "verify" and finished.error is None and not finished.result["good"]:
+            report.refetched.append(finished.ident)
+            key, year = finished.ident.rsplit("-", 1)
+            stream.submit("fetch", finished.ident, fetch_piece, job, key, int(year))
+            continue
+        done += 1
         if finished.error is not None:
-            report.failed.append(f"fetch {finished.ident}: {finished.error}")
+            report.failed.append(f"{finished.kind} {finished.ident}: {finished.error}")
+        elif finished.kind == "verify":
+            report.skipped += 1
         else:
             report.done += 1
             report.megabytes += finished.result["bytes"] / 1e6
         if progress:
-            progress(done, len(todo))
+            progress(done, total)
     report.seconds = time.perf_counter() - started
     path = Path(job.cache.path) / "fetch-report.json"
     tmp = path.with_name(".fetch-report.json.tmp")

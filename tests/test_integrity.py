@@ -336,3 +336,30 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, scene, checkpoint, region_fi
     target.write_text("x")
     with pytest.raises(RunError, match="is a file, not a folder"):
         prepare(PRODUCT, REGION, YEARS, str(scene), target, checkpoint=str(checkpoint), block_size=TEST_BLOCK)
+
+
+def test_a_fetch_resumed_verifies_the_cache_and_fetches_again_what_differs(client, scene, tmp_path):
+    """Invariant 10 for the input cache: a chunk of random bytes and a chunk of another year are found by
+    their markers' digests and fetched again; the cache then equals one fetched in one go."""
+    import zarr
+
+    from mapgen.pipeline.fetch import execute_fetch, prepare_fetch
+
+    def fetch(cache: Path):
+        return execute_fetch(client, prepare_fetch(PRODUCT, REGION, YEARS, str(scene), cache, block_size=TEST_BLOCK))
+
+    assert not fetch(tmp_path / "whole").failed
+    cache = tmp_path / "cache"
+    first = fetch(cache)
+    chunks = cache / "inputs.zarr" / "s2" / "c"
+    year1 = sorted(p for p in (chunks / "1").rglob("*") if p.is_file())
+    year1[0].write_bytes(np.random.default_rng(0).bytes(3000))
+    target = chunks / "2" / year1[-1].relative_to(chunks / "1")
+    shutil.copy(chunks / "0" / year1[-1].relative_to(chunks / "1"), target)
+    again = fetch(cache)
+    assert not again.failed and again.done == 2 and again.skipped == first.done - 2
+    assert sorted(y for y in (int(k.rsplit("-", 1)[1]) for k in again.refetched)) == [2017, 2018], again.refetched
+    for name in ("s2", "built"):
+        whole = zarr.open_array(str(tmp_path / "whole" / "inputs.zarr" / name), mode="r")[:]
+        mended = zarr.open_array(str(cache / "inputs.zarr" / name), mode="r")[:]
+        assert np.array_equal(whole, mended, equal_nan=True), name

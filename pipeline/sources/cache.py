@@ -108,6 +108,16 @@ class InputCache:
         kept = (use_rows | ~inside_extent_rows)[:, None] & (use_cols | ~inside_extent_cols)[None, :]
         return out, replace(points, inside=points.inside & kept)
 
+    def clear(self, name: str, year: int, box: Box, bands: int) -> None:
+        """Set the chunks under `box` to no data, as whole chunks: zarr then writes them without reading
+        what is there, which may be undecodable (a torn or overwritten chunk about to be fetched again)."""
+        r0 = (box.row - self.extent.row) // self.chunk * self.chunk
+        c0 = (box.col - self.extent.col) // self.chunk * self.chunk
+        r1 = min(self.extent.height, -(-(box.row_stop - self.extent.row) // self.chunk) * self.chunk)
+        c1 = min(self.extent.width, -(-(box.col_stop - self.extent.col) // self.chunk) * self.chunk)
+        array = zarr.open_array(f"{self.store}/{name}", mode="r+")
+        array[self.years.index(year), :, r0:r1, c0:c1] = np.full((bands, r1 - r0, c1 - c0), np.nan, np.float32)
+
     def read(self, name: str, year: int, box: Box, bands: int) -> np.ndarray:
         """(bands, H, W) of `box`; NaN where the box leaves the cache's extent."""
         out = np.full((bands, box.height, box.width), np.nan, dtype=np.float32)
