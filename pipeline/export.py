@@ -71,7 +71,7 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
     }
     need = tile_space_needed(extent)
     try:
-        ensure_space(folder, need, f"the temporaries of {path.name}")
+        ensure_space(folder, need, f"the temporaries of {path}")
         with rasterio.Env(**TIFF_ENV):
             with rasterio.open(scratch, "w", **profile) as dst:
                 # a tile's extent is a rectangle; parts of it no block covers stay nodata
@@ -85,7 +85,7 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
                 dst.set_band_description(1, spec.band_description)
                 dst.update_tags(**tags)
             need = (TEMPORARIES_FACTOR - 1) * scratch.stat().st_size + (1 << 20)
-            ensure_space(folder, need, f"the COG of {path.name}")
+            ensure_space(folder, need, f"the COG of {path}")
             cog_profile = cog_profiles.get(spec.compress)
             cog_profile.update(blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER")
             # the translator's temporary goes beside `partial`, i.e. in the scratch folder; compressed, it
@@ -100,7 +100,7 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
         # GDAL reports a full disk in many words ("TIFFRewriteDirectory", "Write failed", "not recognized
         # as being in a supported file format"): tell it by the space left
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or free_bytes(folder) < need:
-            raise DiskFull(errno.ENOSPC, f"no space left on {mount_point(folder)} while writing {path.name}: "
+            raise DiskFull(errno.ENOSPC, f"no space left on {mount_point(folder)} while writing {path}: "
                            f"it needs about {megabytes(need)} MB and {megabytes(free_bytes(folder))} MB are "
                            "free") from None
         raise

@@ -142,7 +142,7 @@ def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_
     if out_dir.exists() and not out_dir.is_dir():
         raise RunError(f"--out {out_dir}: is a file, not a folder")
     try:
-        ensure_space(run_dir, space_needed, "the temporaries of the run's largest tile")
+        ensure_space(run_dir, space_needed, f"the temporaries of the run's largest tile in {out_dir}")
     except DiskFull as exc:
         raise RunError(exc.strerror) from None
     try:
