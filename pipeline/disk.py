@@ -51,8 +51,13 @@ def reporting_full_disk(path: str | Path, need: int, what: str) -> Iterator[None
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise DiskFull(errno.ENOSPC, f"no space left on {mount_point(Path(path))} while writing {what}: it needs "
-                       f"about {megabytes(need)} MB and {megabytes(free_bytes(path))} MB are free") from None
+        raise full_disk(path, need, what) from None
+
+
+def full_disk(path: str | Path, need: int, what: str) -> DiskFull:
+    """The one-line error of a write to `what` under `path` that ran out of space."""
+    return DiskFull(errno.ENOSPC, f"no space left on {mount_point(Path(path))} while writing {what}: it needs "
+                    f"about {megabytes(need)} MB and {megabytes(free_bytes(path))} MB are free")
 
 
 def free_bytes(path: str | Path) -> int:

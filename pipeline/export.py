@@ -26,7 +26,7 @@ from rio_cogeo.profiles import cog_profiles
 from mapgen.tiles import Box, Grid
 from mapgen.workflows import OutputSpec
 
-from .disk import DiskFull, ensure_space, free_bytes, megabytes, mount_point
+from .disk import DiskFull, ensure_space, free_bytes, full_disk
 from .kernels import FOREGROUND, NODATA
 
 TIFF_ENV = {"GDAL_NUM_THREADS": "1"}
@@ -100,9 +100,7 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
         # GDAL reports a full disk in many words ("TIFFRewriteDirectory", "Write failed", "not recognized
         # as being in a supported file format"): tell it by the space left
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or free_bytes(folder) < need:
-            raise DiskFull(errno.ENOSPC, f"no space left on {mount_point(folder)} while writing {path}: "
-                           f"it needs about {megabytes(need)} MB and {megabytes(free_bytes(folder))} MB are "
-                           "free") from None
+            raise full_disk(folder, need, str(path)) from None
         raise
     finally:
         for leftover in (scratch, partial):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from shapely.geometry.base import BaseGeometry
@@ -27,8 +28,6 @@ class SourceError(ValueError):
 
 def file_identity(path: str) -> dict:
     """A file's absolute path, size and modification time (a path GDAL reads that is no local file: the path)."""
-    from pathlib import Path
-
     local = Path(path)
     try:
         stat = local.stat()
