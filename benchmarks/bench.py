@@ -25,11 +25,11 @@ from mapgen.pipeline.checkpoints import resolve_checkpoint
 from mapgen.pipeline.context import tile_scheme
 from mapgen.pipeline.kernels import majority_vote
 from mapgen.pipeline.run import execute, local_client, prepare
-from mapgen.pipeline.synthetic import generate_scene
 from mapgen.pipeline.windows import WindowLattice
-from mapgen.pipeline.years import parse_years
+from mapgen.synthetic import generate_scene
 from mapgen.tiles import plan_region
 from mapgen.workflows import load_product
+from mapgen.workflows.dates import parse_years
 
 
 def vote_numpy(stack: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ import shapely
 from mapgen.pipeline.fetch import execute_fetch, prepare_fetch
 from mapgen.pipeline.run import execute, local_client, prepare
 from mapgen.pipeline.sources import open_inputs
-from mapgen.pipeline.synthetic import generate_scene
-from mapgen.pipeline.synthetic.scenes import write_scene_catalog
+from mapgen.synthetic import generate_scene
+from mapgen.synthetic.scenes import write_scene_catalog
 from mapgen.workflows import load_product
 
 BLOCK, YEARS, WEST, SOUTH = "1/30", [2016, 2017, 2018], 116.3, 39.5

@@ -1,21 +1,22 @@
 """Registry of model architectures: a name in a checkpoint's sidecar → how to build and load that model.
 
-Adding UGSNet, FUSU-Net or STSUN means writing its module and config, then one `register(...)` call
-below; the checkpoint I/O (`checkpoint_io`, re-exported here) needs no change.
+A model registers itself: its module under `mapgen/models/` defines `_register()`, which calls
+`register(Architecture(...))`; the registry finds every such module the first time a name is looked up,
+and any installed package's too through the `mapgen.models` entry-point group (a function that
+registers). Adding UGSNet, FUSU-Net or STSUN means adding its module, not editing this one.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 import torch
 from torch import nn
-
-from .convert import OPTIONAL_PREFIXES as STSR_OPTIONAL_PREFIXES
-from .convert import convert_authors_state_dict, is_authors_layout
-from .stsr_seg import STSRSeg, STSRSegConfig
 
 
 class ModelConfig(Protocol):
@@ -34,6 +35,8 @@ class Architecture:
     # A foreign (authors') checkpoint layout: how to recognise it and convert it to our names.
     is_foreign: Callable[[Mapping[str, torch.Tensor]], bool] | None = None
     convert_foreign: Callable[[Mapping[str, torch.Tensor], Any], dict[str, torch.Tensor]] | None = None
+    # The paper's configuration, for the cost of the full network (`mapgen plan`); None: unknown.
+    paper_config: Callable[[], Any] | None = None
 
     def config_from_dict(self, data: Mapping[str, Any]) -> Any:
         return self.config_cls.from_dict(data)
@@ -43,20 +46,39 @@ class Architecture:
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
+_DISCOVERED = False
 
 
 def register(architecture: Architecture) -> Architecture:
-    if architecture.name in _ARCHITECTURES:
+    known = _ARCHITECTURES.get(architecture.name)
+    if known is not None and known != architecture:
         raise ValueError(f"architecture '{architecture.name}' is already registered")
     _ARCHITECTURES[architecture.name] = architecture
     return architecture
 
 
+def _discover() -> None:
+    """Import every model module of this package and call its `_register`, then the entry points."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    package = __name__.rsplit(".", 1)[0]
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        module = importlib.import_module(f"{package}.{info.name}")
+        if callable(getattr(module, "_register", None)):
+            module._register()
+    for point in entry_points(group="mapgen.models"):
+        point.load()()
+
+
 def architecture_names() -> list[str]:
+    _discover()
     return sorted(_ARCHITECTURES)
 
 
 def get_architecture(name: str) -> Architecture:
+    _discover()
     try:
         return _ARCHITECTURES[name]
     except KeyError:
@@ -66,22 +88,12 @@ def get_architecture(name: str) -> Architecture:
 
 
 def architecture_for_config(config: object) -> Architecture:
+    _discover()
     for architecture in _ARCHITECTURES.values():
         if type(config) is architecture.config_cls:
             return architecture
     raise ValueError(f"no registered architecture takes a {type(config).__name__}")
 
-
-register(
-    Architecture(
-        name="stsr-seg",
-        model_cls=STSRSeg,
-        config_cls=STSRSegConfig,
-        optional_prefixes=STSR_OPTIONAL_PREFIXES,
-        is_foreign=is_authors_layout,
-        convert_foreign=convert_authors_state_dict,
-    )
-)
 
 _CHECKPOINT_NAMES = (
     "CheckpointError",

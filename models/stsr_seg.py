@@ -103,7 +103,14 @@ class STSROutput(NamedTuple):
 
 
 class STSRSeg(nn.Module):
-    """EDSR → U-Net, with the temporal head on the deepest encoder features."""
+    """EDSR → U-Net, with the temporal head on the deepest encoder features.
+
+    Model contract (`contract.py`): one image input, each date alone, one head `seg` of one channel
+    (rooftop logits; the CBRA product declares its sigmoid)."""
+
+    inputs = ("image",)
+    frames = 1
+    heads = {"seg": 1}
 
     def __init__(self, config: STSRSegConfig | None = None) -> None:
         super().__init__()
@@ -135,6 +142,12 @@ class STSRSeg(nn.Module):
         # training code pooled the logits instead. We follow the paper.
         prob_low = F.avg_pool2d(torch.sigmoid(logits), kernel_size=self.config.scale)
         return STSROutput(logits, prob_low, self.temporal(features[-1]))
+
+    def forward_heads(self, inputs: Mapping[str, torch.Tensor], meta: object = None) -> dict[str, torch.Tensor]:
+        """The contract's forward: the rooftop logits of the one image input, B×1×sH×sW."""
+        (x,) = inputs.values()
+        self.check_input(x)
+        return {"seg": self.unet(self.edsr(x))}
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         """The temporal representation z alone (EDSR + encoder + temporal head), B×temporal_dim: what the
@@ -169,3 +182,13 @@ class STSRSeg(nn.Module):
     def segmentation_parameters(self) -> int:
         """Parameters on the inference path (EDSR + U-Net), i.e. excluding the temporal head."""
         return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("temporal."))
+
+
+def _register() -> None:
+    # The authors' layout converter imports this module, so it is reached lazily.
+    from . import convert
+    from .registry import Architecture, register
+
+    register(Architecture(name="stsr-seg", model_cls=STSRSeg, config_cls=STSRSegConfig,
+                          optional_prefixes=convert.OPTIONAL_PREFIXES, is_foreign=convert.is_authors_layout,
+                          convert_foreign=convert.convert_authors_state_dict, paper_config=STSRSegConfig.full))

@@ -31,8 +31,10 @@ from mapgen.tiles import Box, Grid
 from mapgen.workflows import Product, load_product
 
 from . import kernels
+from .classes import FOREGROUND, lookup_table
 from .context import tile_scheme
 from .metrics import Confusion, block_fraction, flicker, r_squared
+from .normalise import normalise
 from .run import RUN_DIR
 from .sources.read import read_box
 
@@ -171,7 +173,8 @@ class FinishedRun:
         values = read_box(str(self.vrt(year)), self.grid, box, resampling=Resampling.nearest)[0]
         out = self.product.output
         valid = np.isfinite(values) & (values != out.nodata)
-        return valid & (values == out.foreground), valid
+        foreground = lookup_table(out.values, out.nodata)[FOREGROUND]  # the value code 1 is published as
+        return valid & (values == foreground), valid
 
     def before_vote(self, box: Box) -> np.ndarray:
         """(T, H, W) class codes before the temporal chain, from the run store."""
@@ -194,7 +197,6 @@ class IsolatedWindows:
 
         from .checkpoints import resolve_checkpoint
         from .sources import open_inputs
-        from .training.scenes import Normalisation
 
         product = run.product
         path, sha256 = resolve_checkpoint(checkpoint or product.model.checkpoint, product.model.architecture)
@@ -203,13 +205,12 @@ class IsolatedWindows:
         self.inputs = open_inputs(product, source, run.years, mask="none")  # the model sees the image only
         image = product.image_input
         self.image = image
-        self.norm = Normalisation(tuple(image.bands), tuple(image.mean), tuple(image.std))
         self.run, self.size, self.batch = run, product.window.size, product.window.batch
         torch.set_num_threads(threads)
 
     def predict(self, year: int, out_box: Box) -> np.ndarray:
         """(H, W) foreground of `out_box` (output grid), False where the input has no data."""
-        from .training.scoring import stitched_confidence
+        from .scoring import stitched_confidence
         from .windows import WindowLattice
 
         scale = self.run.scale
@@ -219,7 +220,8 @@ class IsolatedWindows:
         read, origins = lattice.covering(box)
         pixels = self.inputs.read(self.image, year, self.run.input_grid, read)
         valid = np.isfinite(pixels).all(axis=0)
-        canvas = stitched_confidence(self.model, self.norm.apply(pixels), read, origins, lattice, self.batch)
+        x = normalise(pixels, self.image.mean, self.image.std, valid=valid)
+        canvas = stitched_confidence(self.model, x, read, origins, lattice, self.batch)
         fg = (canvas > 0.5) & np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
         rows, cols = out_box.slices_in(read.scaled(scale))
         return fg[rows, cols]

@@ -26,21 +26,14 @@ from rio_cogeo.profiles import cog_profiles
 from mapgen.tiles import Box, Grid
 from mapgen.workflows import OutputSpec
 
+from .classes import encode, lookup_table
 from .disk import DiskFull, ensure_space, free_bytes, full_disk
-from .kernels import FOREGROUND, NODATA
 
 TIFF_ENV = {"GDAL_NUM_THREADS": "1"}
 
 
 def colormap(spec: OutputSpec) -> dict[int, tuple[int, int, int, int]]:
     return {spec.nodata: (0, 0, 0, 0), **{c.value: c.rgba for c in spec.classes}}
-
-
-def encode(codes: np.ndarray, spec: OutputSpec) -> np.ndarray:
-    """Pixel values of a block of class codes: the product's class values, and its nodata value."""
-    values = np.where(codes == FOREGROUND, spec.foreground, spec.background).astype(np.uint8)
-    values[codes == NODATA] = spec.nodata
-    return values
 
 
 # The COG translator keeps a temporary copy with overviews (compressed, ≈ the tile's size) beside the
@@ -55,9 +48,12 @@ def tile_space_needed(extent: Box) -> int:
 
 
 def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, np.ndarray]],
-               spec: OutputSpec, tags: dict[str, str], *, scratch_dir: Path | None = None) -> None:
-    """Write the COG at `path` covering `extent` (output grid) from (box, class codes) parts. Temporaries go
-    to `scratch_dir` (default: beside `path`, hidden), which must be on the same file system."""
+               spec: OutputSpec, tags: dict[str, str], *, scratch_dir: Path | None = None,
+               table: np.ndarray | None = None) -> None:
+    """Write the COG at `path` covering `extent` (output grid) from (box, class codes) parts, the codes
+    mapped to values by `table` (default: the output's `lookup_table`). Temporaries go to `scratch_dir`
+    (default: beside `path`, hidden), which must be on the same file system."""
+    table = lookup_table(spec.values, spec.nodata) if table is None else table
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(scratch_dir) if scratch_dir is not None else path.parent
@@ -80,7 +76,7 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
                               window=window)
                 for box, codes in parts:
                     window = Window(box.col - extent.col, box.row - extent.row, box.width, box.height)
-                    dst.write(encode(codes, spec), 1, window=window)
+                    dst.write(encode(codes, table), 1, window=window)
                 dst.write_colormap(1, colormap(spec))
                 dst.set_band_description(1, spec.band_description)
                 dst.update_tags(**tags)

@@ -87,6 +87,11 @@ class FetchJob:
 def prepare_fetch(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str | Inputs,
                   cache_dir: str | Path, *, block_size: str | float | None = None) -> FetchJob:
     """Plan and check the fetch (one line on any refusal, before any work) and create the cache."""
+    odd = [s.name for s in product.inputs if s.dates or s.series or s.resolution or s.context]
+    if odd or not all(str(y).isdigit() for y in years):
+        what = f"input(s) {', '.join(odd)} have their own dates or lattice" if odd else "the dates are not years"
+        raise SourceError(f"mapgen fetch caches inputs read once per year on the product's lattice; {product.name}: "
+                          f"{what}; run from the source itself")
     scheme = tile_scheme(product, block_size)
     plan = plan_region(region, scheme, years)
     inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)

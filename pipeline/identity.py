@@ -15,16 +15,20 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from mapgen.workflows import Product
+from mapgen.workflows.dates import is_year, source_date
 
 from .sources import Inputs
 
-FORMAT = 2  # of the manifest; a run folder of another format is refused like any other difference
+FORMAT = 3  # of the manifest; a run folder of another format is refused like any other difference
 
 
 def product_definition(product: Product) -> dict[str, Any]:
     """The product as the engine interprets it (where it was loaded from is no part of it)."""
     data = asdict(product)
     data.pop("source_file", None)
+    if len(product.outputs) == 1 and not product.output.name:  # one map, as the file says it: [output], [[post]]
+        (output,) = data.pop("outputs")
+        data["post"], data["temporal"], data["output"] = output.pop("post"), output.pop("temporal"), output
     return json.loads(json.dumps(data))  # tuples → lists: what the manifest reads back
 
 
@@ -32,9 +36,13 @@ def region_digest(region: BaseGeometry) -> str:
     return hashlib.sha256(shapely.normalize(region).wkb).hexdigest()
 
 
-def run_identity(product: Product, region: BaseGeometry, years: Sequence[int], block_size: str,
+def run_identity(product: Product, region: BaseGeometry, dates: Sequence[str], block_size: str,
                  checkpoint_sha256: str, inputs: Inputs) -> dict[str, Any]:
     definition = product_definition(product)
+    dates = [str(d) for d in dates]
+    # every date some input is read at (a fixed epoch, a series) identifies the run's data
+    read = {source_date(d) for spec in product.inputs for d in spec.read_dates(tuple(dates))}
+    annual = all(is_year(d) for d in dates)
     return {
         "format": FORMAT,
         "product": {"name": product.name,
@@ -42,9 +50,10 @@ def run_identity(product: Product, region: BaseGeometry, years: Sequence[int], b
                     "definition": definition},
         "checkpoint_sha256": checkpoint_sha256,
         "region_sha256": region_digest(region),
-        "years": list(years),
+        **({"years": [int(d) for d in dates]} if annual else {}),
+        "dates": dates,
         "block_size": block_size,
-        "inputs": json.loads(json.dumps(inputs.identity(years))),
+        "inputs": json.loads(json.dumps(inputs.identity(sorted(read, key=str)))),
     }
 
 

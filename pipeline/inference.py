@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from distributed import WorkerPlugin
+
+from mapgen.models.contract import ModelMeta, check_network
 
 from .windows import batches
 
@@ -44,6 +47,7 @@ def get_model(ref: ModelRef) -> torch.nn.Module:
 
             model, _ = load_checkpoint(ref.path, sha256=ref.sha256, architecture=ref.architecture,
                                        device=ref.device)
+            check_network(model, ref.architecture)
             if ref.precision == "bf16":
                 model = model.to(memory_format=torch.channels_last)
             _MODELS[ref] = model
@@ -51,32 +55,59 @@ def get_model(ref: ModelRef) -> torch.nn.Module:
         return model
 
 
-def predict_windows(ref: ModelRef, windows: np.ndarray, batch: int) -> np.ndarray:
-    """(N, scale·h, scale·w) sigmoid confidences of (N, C, h, w) normalised windows.
+def _activate(scores: torch.Tensor, activation: str, channel_axis: int) -> torch.Tensor:
+    if activation == "sigmoid":
+        return torch.sigmoid(scores)
+    if activation == "softmax":
+        return torch.softmax(scores, dim=channel_axis)
+    return scores  # "logits": stitched and post-processed as they are
+
+
+def predict_heads(ref: ModelRef, windows: Mapping[str, np.ndarray], batch: int, *,
+                  activations: Mapping[str, str], meta: ModelMeta | None = None) -> dict[str, np.ndarray]:
+    """Each head's activated scores, float32 (N, [T,] K, S, S), for N windows given per input name
+    ((N, C, h, w), or (N, T, C, h, w) for a network that sees several dates).
 
     Every batch is padded to `batch` windows so each window goes through the same kernels whatever its
     company: a window's prediction must not depend on which block it was computed for. With
     `ref.precision == 'bf16'` the network runs under bfloat16 autocast on channels-last tensors, the fast
-    path of tensor-core GPUs; confidences come back as float32 either way.
+    path of tensor-core GPUs; scores come back as float32 either way.
     """
     model = get_model(ref)
     device = torch.device(ref.device)
     bf16 = ref.precision == "bf16"
-    layout = torch.channels_last if bf16 else torch.contiguous_format
-    outputs = []
+    meta = meta if meta is not None else ModelMeta()
+    count = len(next(iter(windows.values())))
+    outputs: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for part in batches(len(windows), batch):
-            chunk = windows[part]
-            if len(chunk) < batch:
-                pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
-                chunk = np.concatenate([chunk, pad])
-            x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
-            x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
-            conf = model.predict(x)[:, 0]
-            outputs.append(conf[: part.stop - part.start].float().cpu().numpy())
-    if not outputs:
+        for part in batches(count, batch):
+            x = {}
+            for name, array in windows.items():
+                chunk = array[part]
+                if len(chunk) < batch:
+                    pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                tensor = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device, non_blocking=True)
+                if bf16 and tensor.ndim == 4:
+                    tensor = tensor.contiguous(memory_format=torch.channels_last)
+                x[name] = tensor
+            heads = model.forward_heads(x, meta)
+            for head, activation in activations.items():
+                scores = heads[head]
+                scores = _activate(scores, activation, channel_axis=scores.ndim - 3)
+                outputs.setdefault(head, []).append(scores[: part.stop - part.start].float().cpu().numpy())
+    return {head: np.concatenate(parts) for head, parts in outputs.items()}
+
+
+def predict_windows(ref: ModelRef, windows: np.ndarray, batch: int, activation: str = "sigmoid") -> np.ndarray:
+    """(N, scale·h, scale·w) confidences of a one-input, one-head network's channel 0 for (N, C, h, w)
+    normalised windows (CBRA's path; benchmarks and tests call it)."""
+    model = get_model(ref)
+    if not len(windows):
         return np.zeros((0, 0, 0), dtype=np.float32)
-    return np.concatenate(outputs)
+    (head,) = model.heads
+    scores = predict_heads(ref, {model.inputs[0]: windows}, batch, activations={head: activation})[head]
+    return scores[:, 0]
 
 
 class PreloadModel(WorkerPlugin):

@@ -58,7 +58,7 @@ def release(folder: str | Path) -> None:
 
 def _command() -> str:
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if program in ("mapgen", "__main__.py"):  # the console script, or python -m mapgen.pipeline
+    if program in ("mapgen", "__main__.py"):  # the console script, or python -m mapgen.cli
         program = "mapgen"
     return " ".join([program, *sys.argv[1:]])
 

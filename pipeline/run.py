@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -20,12 +20,13 @@ from pathlib import Path
 from shapely.geometry.base import BaseGeometry
 
 from mapgen.tiles import Block, Plan, Tile, plan_region
-from mapgen.workflows import Product
+from mapgen.workflows import Product, ProductError
+from mapgen.workflows.dates import check_date
 
 from . import lock
 from .checkpoints import resolve_checkpoint
-from .cluster import describe_cluster
-from .context import SCRATCH_DIR, RunContext, tile_scheme
+from .cluster import describe_cluster, resolve_device, setting
+from .context import SCRATCH_DIR, RunContext, output_labels, tile_scheme
 from .disk import DiskFull, ensure_space
 from .export import tile_space_needed, write_vrt
 from .identity import changes, run_identity
@@ -35,12 +36,13 @@ from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .store import RunStore, is_done, marker
 from .stream import TaskStream
 from .tasks import (
-    block_year_key,
+    block_key,
     check_block,
     check_tile,
-    export_tile_year,
-    predict_block_year,
-    read_block_year,
+    export_key,
+    export_tile,
+    predict_block,
+    read_block,
     vote_block,
 )
 
@@ -186,39 +188,115 @@ def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_
         raise
 
 
-def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int, ...], source: str | Inputs,
+def run_dates(dates: Sequence[int | str]) -> tuple[str, ...]:
+    """A run's dates as the engine keeps them: ISO strings of one precision, sorted (years stay '2019')."""
+    out = tuple(sorted({check_date(str(d)) for d in dates}))
+    if not out:
+        raise RunError("no dates to run: give --years or --dates")
+    if len({len(d) for d in out}) > 1:
+        raise RunError(f"dates {', '.join(out)}: give every date to the same precision")
+    return out
+
+
+def check_model_contract(product: Product, dates: tuple[str, ...]) -> tuple[type, tuple[str, ...]]:
+    """The product's architecture (its network class) checked against what the product asks of it: input
+    names, heads, dates seen together; refuses in one line (ProductError) before any work."""
+    from mapgen.models import get_architecture
+
+    where = product.source_file
+    try:
+        network = get_architecture(product.model.architecture).model_cls
+    except ValueError as exc:
+        raise ProductError(f"{where}: [model] {exc}") from None
+    heads = tuple(getattr(network, "heads", {}))
+    images = [spec.name for spec in product.image_inputs]
+    model_inputs = tuple(getattr(network, "inputs", ()))
+    if len(model_inputs) > 1 and sorted(model_inputs) != sorted(images):
+        raise ProductError(f"{where}: {product.model.architecture} takes inputs {', '.join(model_inputs)}; the "
+                           f"product's image inputs are {', '.join(images)}")
+    if len(model_inputs) == 1 and len(images) > 1:
+        raise ProductError(f"{where}: {product.model.architecture} takes one image input; the product has "
+                           f"{len(images)} ({', '.join(images)})")
+    for name in (product.model.heads or {}):
+        if name not in heads:
+            raise ProductError(f"{where}: [model.heads] {name}: {product.model.architecture} has no such head "
+                               f"(heads: {', '.join(heads)})")
+    if not product.model.heads and len(heads) != 1:
+        raise ProductError(f"{where}: {product.model.architecture} has heads {', '.join(heads)}; name each one's "
+                           "activation in [model.heads]")
+    frames = getattr(network, "frames", 1)
+    for output in product.outputs:
+        if output.per == "pair" and frames == 1:
+            raise ProductError(f"{where}: output {output.name or product.name!r} is per pair of dates, but "
+                               f"{product.model.architecture} sees one date at a time")
+        if output.per == "pair" and len(dates) < 2:
+            raise ProductError(f"{where}: output {output.name or product.name!r} is per pair of dates; give at "
+                               "least two dates")
+    several = [s.name for s in product.image_inputs if s.series or (s.dates and len(s.dates) > 1)]
+    if frames == 1 and several:
+        raise ProductError(f"{where}: input(s) {', '.join(several)} give several dates at once, but "
+                           f"{product.model.architecture} sees one date at a time")
+    return network, model_inputs
+
+
+def region_checkpoint(product: Product, checkpoint: str | None, region_name: str) -> str:
+    """The checkpoint to run: --checkpoint, else the product's, whose {region} names one per region."""
+    if checkpoint:
+        return checkpoint
+    template = product.model.checkpoint
+    if "{region}" in template:
+        if not region_name:
+            raise RunError(f"{product.source_file}: [model] checkpoint = {template!r} is chosen by the region's "
+                           "name: give --region-name (or a region file named after it), or --checkpoint")
+        return template.format(region=region_name)
+    return template
+
+
+def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], source: str | Inputs,
             out_dir: str | Path, *, checkpoint: str | None = None, block_size: str | float | None = None,
-            device: str = "cpu", precision: str | None = None, batch: int | None = None,
-            restart: bool = False) -> tuple[RunContext, Plan]:
-    """Everything that can refuse the run, before any work: product chain, plan, sources, checkpoint, then
-    the output folder (writable, room for a tile, not held by another run, not made by a run of another
-    identity unless `restart`). Leaves the folder's lock held by this process until `execute` ends.
-    `source` is a `--source` string (its own inputs only) or the `Inputs` of `open_inputs`. `precision`
-    defaults to bf16 on CUDA and fp32 elsewhere; `batch` (windows per forward pass) to the product's."""
+            device: str = "cpu", cluster: str | None = None, precision: str | None = None,
+            batch: int | None = None, restart: bool = False, region_name: str = "") -> tuple[RunContext, Plan]:
+    """Everything that can refuse the run, before any work: product chain and model contract, plan, sources,
+    checkpoint, then the output folder (writable, room for a tile, not held by another run, not made by a
+    run of another identity unless `restart`). Leaves the folder's lock held by this process until `execute`
+    ends. `years` are the run's dates (years, or ISO dates such as '2018-08'). `source` is a `--source`
+    string (its own inputs only) or the `Inputs` of `open_inputs`. `device` 'auto' is cuda when the cluster
+    the run goes to (`cluster`: a kind or scheduler address; None: the `mapgen.cluster` setting) has GPUs.
+    `precision` defaults to bf16 on CUDA and fp32 elsewhere; `batch` (windows per forward pass) to the
+    `mapgen.gpu-batch` setting on CUDA and the product's elsewhere. `region_name` is what a product's
+    `{region}` stands for (its checkpoint per region, its mosaics' names)."""
     check_product(product)
+    dates = run_dates(years)
+    network, model_inputs = check_model_contract(product, dates)
     scheme = tile_scheme(product, block_size)
-    plan = plan_region(region, scheme, years)
-    inputs = source if isinstance(source, Inputs) else open_inputs(product, source, plan.years)
-    coverage = check_inputs(inputs, product, plan.years, region)
-    ckpt_path, sha256 = resolve_checkpoint(checkpoint or product.model.checkpoint, product.model.architecture)
+    plan = plan_region(region, scheme, dates)
+    inputs = source if isinstance(source, Inputs) else open_inputs(product, source, dates)
+    coverage = check_inputs(inputs, product, dates, region)
+    ckpt_path, sha256 = resolve_checkpoint(region_checkpoint(product, checkpoint, region_name),
+                                           product.model.architecture)
+    device = resolve_device(device, cluster or setting("cluster"))
     if precision is None:
         precision = "bf16" if device.startswith("cuda") else "fp32"
-    batch = product.window.batch if batch is None else batch
+    if batch is None:
+        batch = int(setting("gpu-batch")) if device.startswith("cuda") else product.window.batch
     if batch < 1:
         raise RunError(f"batch {batch}: give at least one window per forward pass")
     model = ModelRef(str(ckpt_path), sha256, product.model.architecture, device, precision)
     out_dir = Path(out_dir).resolve()
     run_dir = out_dir / RUN_DIR
-    identity = run_identity(product, region, plan.years, str(scheme.block_size), sha256, inputs)
+    identity = run_identity(product, region, dates, str(scheme.block_size), sha256, inputs)
     largest = max(tile_space_needed(t.extent.scaled(scheme.scale)) for t in plan.tiles)
     open_run_dir(run_dir, identity, restart=restart, space_needed=largest)
     scale = scheme.scale
     extent = plan.extent().scaled(scale)
-    store = RunStore.open(run_dir / "store.zarr", extent, plan.years, scheme.block_px * scale)
+    labels = {o.name: output_labels(o, dates) for o in product.outputs}
+    store = RunStore.open(run_dir / "store.zarr", extent, labels, scheme.block_px * scale)
     ctx = RunContext(
         product=product, scheme=scheme, inputs=inputs,
-        model=model, batch=batch, years=plan.years, run_dir=str(run_dir), out_dir=str(out_dir), store_path=store.path,
+        model=model, batch=batch, dates=dates, run_dir=str(run_dir), out_dir=str(out_dir), store_path=store.path,
         store_extent=(extent.row, extent.col, extent.height, extent.width),
+        frames=getattr(network, "frames", 1), model_inputs=model_inputs,
+        model_heads=tuple(getattr(network, "heads", {})), region_name=region_name,
         coverage=coverage, warnings=tuple(coverage_warnings(coverage, inputs)),
     )
     return ctx, plan
@@ -228,10 +306,10 @@ def prepare(product: Product, region: BaseGeometry, years: list[int] | tuple[int
 class RunTasks:
     """The functions a run's tasks call (the tests swap them for cheap ones to stream a national plan)."""
 
-    read: Callable = read_block_year
-    predict: Callable = predict_block_year
+    read: Callable = read_block
+    predict: Callable = predict_block
     vote: Callable = vote_block
-    export: Callable = export_tile_year
+    export: Callable = export_tile
     check_block: Callable = check_block
     check_tile: Callable = check_tile
 
@@ -264,7 +342,8 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     gpu = ctx.model.device.startswith("cuda") if gpu is None else gpu
     model_resources = {"GPU": 1} if gpu else None
     client.register_plugin(PreloadModel(ctx.model))
-    report = RunReport(product=ctx.product.name, years=list(ctx.years), tiles=len(plan.tiles),
+    report = RunReport(product=ctx.product.name, years=list(ctx.years) if ctx.annual else list(ctx.dates),
+                       tiles=len(plan.tiles),
                        blocks=plan.block_count, checkpoint_sha256=ctx.model.sha256,
                        area_km2=round(plan.area_km2(), 3), device=ctx.model.device,
                        precision=ctx.model.precision, batch=ctx.batch, cluster=describe_cluster(client, gpu),
@@ -273,8 +352,10 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                        inputs=ctx.inputs.describe(), coverage=ctx.coverage or {}, warnings=list(ctx.warnings))
     stream = TaskStream(client, max_in_flight=max_in_flight, retries=retries)
     state = _Progress()
-    years = ctx.years
-    total = plan.block_count * (2 * len(years) + 1) + len(plan.tiles) * len(years)
+    groups = ctx.groups
+    maps = [(output, label) for output in ctx.outputs for label in ctx.labels(output)]  # one tile file each
+    dates_per_group = len(ctx.dates) // len(groups)
+    total = plan.block_count * (2 * len(groups) + 1) + len(plan.tiles) * len(maps)
     done = 0
 
     def tick(kind: str, n: int = 1) -> None:
@@ -287,24 +368,29 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
         if n:
             report.verified[kind] = report.verified.get(kind, 0) + n
 
-    def submit_exports(tile: Tile, good: tuple[int, ...] | None = None) -> None:
-        """Export the tile's years; `good`: those verified as written (None: verify what markers claim)."""
-        if good is None and any(marker(ctx.run_dir, "export", f"{tile.key}-{y}").exists() for y in years):
+    def tile_names(tile: Tile) -> list[str]:
+        return [ctx.tile_path(tile.row, tile.col, label, output).name for output, label in maps]
+
+    def submit_exports(tile: Tile, good: tuple[str, ...] | None = None) -> None:
+        """Export the tile's maps; `good`: the export keys verified as written (None: verify what markers
+        claim)."""
+        keys = [export_key(tile, output, label) for output, label in maps]
+        if good is None and any(marker(ctx.run_dir, "export", key).exists() for key in keys):
             state.checking[tile.key] = tile  # a resume: check the tiles before skipping them
             stream.submit("verify", tile.key, tasks.check_tile, ctx, tile)
             return
-        for year in years:
-            path = ctx.tile_path(tile.row, tile.col, year)
-            if good and year in good:
+        for key, (output, label) in zip(keys, maps, strict=True):
+            path = ctx.tile_path(tile.row, tile.col, label, output)
+            if good and key in good:
                 report.tiles_skipped += 1
                 tick("skipped")
             else:
-                state.exports[f"{tile.key}-{year}"] = path.name
-                stream.submit("export", f"{tile.key}-{year}", tasks.export, ctx, tile, year)
+                state.exports[key] = path.name
+                stream.submit("export", key, tasks.export, ctx, tile, output, label)
 
     def block_work(tile: Tile, block: Block) -> None:
         if marker(ctx.run_dir, "vote", block.id).exists() or any(
-                marker(ctx.run_dir, "predict", block_year_key(block, y)).exists() for y in years):
+                marker(ctx.run_dir, "predict", block_key(block, g)).exists() for g in groups):
             # a resume: check what the markers vouch for before skipping it
             state.block_tile[block.id] = tile.key
             state.block_tasks[block.id] = 1
@@ -315,23 +401,23 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
 
     def submit_block(tile: Tile, block: Block) -> None:
         if is_done(ctx.run_dir, "vote", block.id):
-            report.block_years_skipped += len(years)
+            report.block_years_skipped += len(ctx.dates)
             report.blocks_skipped += 1
-            tick("skipped", 2 * len(years) + 1)
+            tick("skipped", 2 * len(groups) + 1)
             close_block(tile.key)
             return
         state.block_tile[block.id] = tile.key
-        state.block_tasks[block.id] = 1  # the vote; two more per year below
+        state.block_tasks[block.id] = 1  # the vote; two more per group of dates below
         predicted = []
-        for year in years:
-            key = block_year_key(block, year)
+        for group in groups:
+            key = block_key(block, group)
             if is_done(ctx.run_dir, "predict", key):
-                report.block_years_skipped += 1
+                report.block_years_skipped += len(group)
                 tick("skipped", 2)
                 continue
             state.block_tasks[block.id] += 2
-            inputs = stream.submit("read", key, tasks.read, ctx, block, year)
-            predicted.append(stream.submit("predict", key, tasks.predict, ctx, block, year, inputs,
+            inputs = stream.submit("read", key, tasks.read, ctx, block, group)
+            predicted.append(stream.submit("predict", key, tasks.predict, ctx, block, group, inputs,
                                            resources=model_resources))
         stream.submit("vote", block.id, tasks.vote, ctx, block, *predicted)
 
@@ -341,11 +427,11 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             tile = state.tiles.pop(tile_key)
             del state.open[tile_key]
             if tile_key in state.broken:
-                names = [ctx.tile_path(tile.row, tile.col, y).name for y in years]
+                names = tile_names(tile)
                 report.tiles_failed += names
                 report.failed.append(f"tile {tile.key} ({', '.join(names)}): not written, block "
                                      f"{state.broken.pop(tile_key)} failed")
-                tick("failed", len(years))
+                tick("failed", len(maps))
             else:
                 submit_exports(tile)
 
@@ -363,10 +449,10 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             if kind == "verify":
                 tile = state.checking.pop(ident)
                 if finished.error is not None:
-                    names = [ctx.tile_path(tile.row, tile.col, y).name for y in years]
+                    names = tile_names(tile)
                     report.tiles_failed += names
                     report.failed.append(f"verify {tile.key}: {finished.error}")
-                    tick("failed", len(years))
+                    tick("failed", len(maps))
                 else:
                     count_verified("tiles", len(result["good"]))
                     report.recomputed += [f"tile {name}" for name in result["failed"]]
@@ -391,7 +477,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             elif kind == "predict":
                 for stage, seconds in (("read", result["read_seconds"]), ("predict", result["seconds"])):
                     report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + seconds
-                report.block_years_done += 1
+                report.block_years_done += dates_per_group
                 report.windows += result["windows"]
             elif kind == "vote":
                 report.stage_seconds["vote"] = report.stage_seconds.get("vote", 0.0) + result["seconds"]
@@ -399,7 +485,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
             elif kind == "check":
                 block = state.checking.pop(block_id)
                 count_verified("blocks", int(result["voted"]))
-                count_verified("block-years", len(result["predicted"]))
+                count_verified("block-years", len(result["predicted"]) * dates_per_group)
                 report.recomputed += result["failed"]
                 del state.block_tile[block_id], state.block_tasks[block_id]
                 submit_block(state.tiles[tile_key], block)  # now as the verified markers say
@@ -425,9 +511,10 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
         report.throughput = _throughput(report)
         try:
             if report.status == "finished":
-                for year in ctx.years:
-                    write_vrt(ctx.vrt_path(year), [ctx.tile_path(t.row, t.col, year) for t in plan.tiles],
-                              ctx.product.output, scratch_dir=ctx.scratch_dir)
+                for output, label in maps:
+                    write_vrt(ctx.vrt_path(label, output),
+                              [ctx.tile_path(t.row, t.col, label, output) for t in plan.tiles], output,
+                              scratch_dir=ctx.scratch_dir)
             _write_report(ctx, report)
         finally:
             lock.release(ctx.run_dir)

@@ -1,7 +1,7 @@
 """The run store: a Zarr v3 group with one chunk per block and year, and the markers that vouch for it.
 
-`classes` holds each block-year after post-processing, `final` after the temporal step; both use the
-kernels' encoding (0 background, 1 foreground, 255 no data), and an unwritten chunk reads as no data.
+Each output of the product has `classes` (each block and map after post-processing) and `final` (after the
+temporal step), in the class codes of `classes.py` (255 = no data), and an unwritten chunk reads as no data.
 Progress is recorded as marker files written after the data. A marker is JSON that carries the sha256 of
 what it vouches for (a store chunk's decoded pixels, a tile file's bytes), so a resume can verify what it
 skips: a marker that is missing, unreadable or does not match its data counts as not done.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,64 +21,74 @@ import zarr
 
 from mapgen.tiles import Box
 
+from .classes import BACKGROUND, FOREGROUND, NODATA
 from .disk import reporting_full_disk
-from .kernels import NODATA
 
-ARRAYS = ("classes", "final")
+STAGES = ("classes", "final")  # after the post chain, after the temporal chain
+
+
+def array_name(output: str, stage: str) -> str:
+    """Where an output's stage lives in the group: 'classes' for a product's only output, 'landuse/final'."""
+    return f"{output}/{stage}" if output else stage
 
 
 @dataclass(frozen=True)
 class RunStore:
+    """Per output of the product, a (maps, H, W) uint8 array per stage; `labels[output]` names its maps
+    (dates, or pairs '2018-08_2020-08'), in order."""
+
     path: str
     extent: Box  # output-grid box covered by the arrays
-    years: tuple[int, ...]
+    labels: Mapping[str, tuple[str, ...]]
     chunk: int  # output pixels per block side
 
     @classmethod
-    def open(cls, path: str | Path, extent: Box, years: tuple[int, ...], chunk: int) -> RunStore:
-        """Create the store, or open it if it was made for the same extent, years and chunking."""
+    def open(cls, path: str | Path, extent: Box, labels: Mapping[str, Sequence[str]], chunk: int) -> RunStore:
+        """Create the store, or open it if it was made for the same extent, maps and chunking."""
         path = str(path)
-        attrs = {"extent": [extent.row, extent.col, extent.height, extent.width], "years": list(years),
-                 "chunk": chunk, "encoding": {"background": 0, "foreground": 1, "nodata": int(NODATA)}}
+        labels = {name: tuple(str(v) for v in maps) for name, maps in labels.items()}
+        attrs = {"extent": [extent.row, extent.col, extent.height, extent.width],
+                 "labels": {name: list(maps) for name, maps in labels.items()}, "chunk": chunk,
+                 "encoding": {"background": int(BACKGROUND), "foreground": int(FOREGROUND), "nodata": int(NODATA)}}
         group = zarr.open_group(path, mode="a", zarr_format=3)
         if "extent" in group.attrs:
             if dict(group.attrs) != attrs:
-                raise ValueError(f"run store {path} was made for another extent, years or block size")
+                raise ValueError(f"run store {path} was made for another extent, dates or block size")
         else:
-            for name in ARRAYS:
-                group.create_array(name, shape=(len(years), extent.height, extent.width),
-                                   chunks=(1, chunk, chunk), dtype="uint8", fill_value=int(NODATA))
+            for name, maps in labels.items():
+                for stage in STAGES:
+                    group.create_array(array_name(name, stage), shape=(len(maps), extent.height, extent.width),
+                                       chunks=(1, chunk, chunk), dtype="uint8", fill_value=int(NODATA))
             group.attrs.update(attrs)
-        return cls(path, extent, tuple(years), chunk)
+        return cls(path, extent, labels, chunk)
 
-    def _slices(self, box: Box) -> tuple[slice, slice]:
-        return box.slices_in(self.extent)
+    def _array(self, output: str, stage: str, mode: str):
+        return zarr.open_array(f"{self.path}/{array_name(output, stage)}", mode=mode)
 
-    def write(self, name: str, year: int, box: Box, data: np.ndarray) -> None:
-        array = zarr.open_array(f"{self.path}/{name}", mode="r+")
-        rows, cols = self._slices(box)
-        with reporting_full_disk(self.path, data.nbytes, f"the run store ({name}, {year})"):
-            array[self.years.index(year), rows, cols] = data
+    def write(self, output: str, stage: str, label: str, box: Box, data: np.ndarray) -> None:
+        rows, cols = box.slices_in(self.extent)
+        with reporting_full_disk(self.path, data.nbytes, f"the run store ({array_name(output, stage)}, {label})"):
+            self._array(output, stage, "r+")[self.labels[output].index(str(label)), rows, cols] = data
 
-    def write_years(self, name: str, box: Box, data: np.ndarray) -> None:
-        array = zarr.open_array(f"{self.path}/{name}", mode="r+")
-        rows, cols = self._slices(box)
-        with reporting_full_disk(self.path, data.nbytes, f"the run store ({name})"):
-            array[:, rows, cols] = data
+    def write_all(self, output: str, stage: str, box: Box, data: np.ndarray) -> None:
+        """Every map of the output at once: (maps, H, W)."""
+        rows, cols = box.slices_in(self.extent)
+        with reporting_full_disk(self.path, data.nbytes, f"the run store ({array_name(output, stage)})"):
+            self._array(output, stage, "r+")[:, rows, cols] = data
 
-    def read(self, name: str, box: Box, year: int | None = None) -> np.ndarray:
-        """(H, W) for one year, or (T, H, W) for all years."""
-        array = zarr.open_array(f"{self.path}/{name}", mode="r")
-        rows, cols = self._slices(box)
-        if year is None:
+    def read(self, output: str, stage: str, box: Box, label: str | None = None) -> np.ndarray:
+        """(H, W) for one map, or (maps, H, W) for all of the output's maps."""
+        rows, cols = box.slices_in(self.extent)
+        array = self._array(output, stage, "r")
+        if label is None:
             return array[:, rows, cols]
-        return array[self.years.index(year), rows, cols]
+        return array[self.labels[output].index(str(label)), rows, cols]
 
-    def matches(self, name: str, box: Box, year: int, sha256: str) -> bool:
-        """Whether the stored pixels of `box` in `year` are those a marker vouched for; a chunk that cannot
-        be decoded (torn or overwritten bytes) does not match."""
+    def matches(self, output: str, stage: str, box: Box, label: str, sha256: str) -> bool:
+        """Whether the stored pixels of `box` in map `label` are those a marker vouched for; a chunk that
+        cannot be decoded (torn or overwritten bytes) does not match."""
         try:
-            return digest(self.read(name, box, year)) == sha256
+            return digest(self.read(output, stage, box, label)) == sha256
         except Exception:  # noqa: BLE001 - any failure to decode means the chunk cannot be trusted
             return False
 

@@ -1,9 +1,11 @@
 """The kinds of task a run is made of; each runs on a worker and writes its result to disk.
 
-read_block_year:    a block + the halo of its windows, normalised, and its mask layers (no GPU)
-predict_block_year: windows → model → max stitch → crop → post → store `classes` (asks for a GPU)
-vote_block:         all years of a block → temporal chain → store `final`
-export_tile_year:   the blocks of a tile → COG under its final name
+read_block:   a block + the halo of its windows for one group of dates (each date alone, or all of them
+              for a model that sees several), every input on its own lattice, and the mask layers (no GPU)
+predict_block: windows → model → heads → stitch per head → crop → each output's post chain → store
+              `classes` (asks for a GPU)
+vote_block:   all maps of each output of a block → temporal chain → store `final`
+export_tile:  the blocks of a tile → one COG per output and map, under its final name
 
 Each leaves a marker with the sha256 of what it wrote; a task that reads what another wrote checks it
 against that marker first. On a resume, check_block and check_tile verify what the run would skip and
@@ -12,19 +14,25 @@ drop the markers that do not match, so that step is done again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from mapgen.tiles import Block, Box, Tile
+from mapgen.tiles import Block, Box, Grid, Tile, as_fraction
+from mapgen.workflows import InputSpec, OutputSpec
+from mapgen.workflows.dates import is_year, source_date
 
-from .context import RunContext
+from .classes import NODATA, lookup_table
+from .context import RunContext, group_key
 from .export import write_tile
-from .inference import predict_windows
-from .post import apply_post, apply_temporal
+from .inference import predict_heads
+from .normalise import normalise
+from .post import apply_post, apply_temporal, mask_layers
 from .sources import open_box
-from .stitch import max_stitch
+from .stitch import stitch
 from .store import RunStore, digest, file_digest, mark_done, read_marker, tile_matches, unmark
 
 # Chunk side of a block's read: a 0.1° block + halo (~1,250 px) is one chunk, so one source request (a file
@@ -33,7 +41,8 @@ CHUNK = 2048
 
 
 def _store(ctx: RunContext) -> RunStore:
-    return RunStore(ctx.store_path, Box(*ctx.store_extent), ctx.years, ctx.scheme.block_px * ctx.scheme.scale)
+    labels = {o.name: ctx.labels(o) for o in ctx.outputs}
+    return RunStore(ctx.store_path, Box(*ctx.store_extent), labels, ctx.scheme.block_px * ctx.scheme.scale)
 
 
 def _load(array) -> np.ndarray:
@@ -41,66 +50,196 @@ def _load(array) -> np.ndarray:
     return array.compute(scheduler="synchronous").values
 
 
-def block_year_key(block: Block, year: int) -> str:
-    return f"{block.id}-{year}"
+def map_key(output: OutputSpec, label: str) -> str:
+    """How markers name a map: its label ('2019') for a product's only output, else 'landuse/2018-08'."""
+    return f"{output.name}/{label}" if output.name else label
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    name, _, label = key.rpartition("/")
+    return name, label
+
+
+def maps_digest(maps: dict[str, str]) -> str:
+    """One sha256 over the digests of the maps a task wrote (the marker's own checksum)."""
+    return hashlib.sha256(json.dumps(maps, sort_keys=True).encode()).hexdigest()
+
+
+def block_key(block: Block, group: tuple[str, ...]) -> str:
+    return f"{block.id}-{group_key(group)}"
+
+
+def own_ratio(ctx: RunContext, spec: InputSpec) -> int:
+    """Primary input pixels per pixel of this input's own lattice (1: the same lattice)."""
+    own = as_fraction(spec.resolution) if spec.resolution else ctx.scheme.input_grid.res
+    return int(own / ctx.scheme.input_grid.res)
+
+
+def chip_origins(origins: np.ndarray, window: int, ratio: int, context: int) -> np.ndarray:
+    """(N, 2) own-lattice origins of the `context`-pixel chips centred on each window (to the nearest own
+    pixel): the window's centre (2·origin + window)/2 primary px is (2·origin + window)/(2·ratio) own px."""
+    twice_centre = 2 * origins.astype(np.int64) + window
+    return (twice_centre - ratio * context + ratio) // (2 * ratio)
 
 
 @dataclass(frozen=True)
 class BlockInputs:
-    """What `read_block_year` hands to `predict_block_year`: the normalised image over the block and the
-    halo its windows need (zero where there is no data), where there is data, and each mask layer with a
-    one-pixel halo (None: switched off)."""
+    """What `read_block` hands to `predict_block` for one group of dates: each model input on the box it was
+    read over (normalised, zero where there is no data), where the primary input has data at each date, and
+    the mask layers with a one-pixel halo (None: switched off)."""
 
-    read: Box
-    image: np.ndarray  # (C, H, W) float32 on `read`
-    valid: np.ndarray  # (H, W) bool on `read`
-    layers: dict[str, np.ndarray | None]
-    seconds: float
+    read: Box  # of the primary input (block + the windows' halo)
+    images: dict[str, np.ndarray]  # input → (T, C, H, W) float32 on its box
+    boxes: dict[str, Box]  # input → the box it was read over, on its own lattice
+    valid: np.ndarray  # (T, H, W) bool on `read`: the primary input at each date of the group
+    layers: dict[tuple[str, str], np.ndarray | None] = field(default_factory=dict)  # (layer, date) →
+    seconds: float = 0.0
 
 
-def read_block_year(ctx: RunContext, block: Block, year: int) -> BlockInputs:
-    """Read one block-year's inputs (no GPU: runs beside the model, so the next block is ready in time)."""
+def _read(ctx: RunContext, spec: InputSpec, dates: tuple[str, ...], grid: Grid, box: Box) -> np.ndarray:
+    """(T, C, H, W) float32 pixels of an input at `dates`, NaN where there is no data."""
+    source = ctx.inputs.source(spec.name)
+    return np.stack([_load(open_box(source, spec, source_date(d), grid, box, chunks=CHUNK)) for d in dates])
+
+
+def read_block(ctx: RunContext, block: Block, group: tuple[str, ...]) -> BlockInputs:
+    """Read one block's inputs for a group of dates (no GPU: runs beside the model, so the next block is
+    ready in time)."""
     started = time.perf_counter()
     product = ctx.product
-    image = product.image_input
-    read, _ = ctx.lattice.covering(block.box)
-    pixels = _load(open_box(ctx.inputs.source(image.name), image, year, block.grid, read, chunks=CHUNK))
-    valid = np.isfinite(pixels).all(axis=0)
-    mean = np.asarray(image.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(image.std, dtype=np.float32)[:, None, None]
-    x = np.where(valid, (pixels - mean) / std, 0.0).astype(np.float32)  # zero padding where no data
-    layers: dict[str, np.ndarray | None] = {}
-    for step in product.post:
-        if step.kernel == "mask":
-            name = step["layer"]
+    read, origins = ctx.lattice.covering(block.box)
+    primary = product.image_input
+    images, boxes = {}, {}
+    valid = None
+    for spec in product.image_inputs:
+        ratio = own_ratio(ctx, spec)
+        if spec is primary:
+            grid, box = block.grid, read
+        else:
+            grid = Grid(block.grid.res * ratio, block.grid.crs)
+            size = spec.context or 0
+            corners = chip_origins(origins, ctx.lattice.size, ratio, size)
+            rows, cols = corners[:, 0], corners[:, 1]
+            box = Box(int(rows.min()), int(cols.min()), int(rows.max() - rows.min()) + size,
+                      int(cols.max() - cols.min()) + size)
+        pixels = _read(ctx, spec, spec.read_dates(group), grid, box)
+        ok = np.isfinite(pixels).all(axis=1)  # (T, H, W): every band has data
+        if spec.normalised:
+            x = normalise(pixels, spec.mean, spec.std, valid=ok[:, None])
+        else:  # the model takes raw values; no data is still zero
+            x = np.where(ok[:, None], pixels, 0.0).astype(np.float32)
+        images[spec.name], boxes[spec.name] = x, box
+        if spec is primary:
+            valid = ok
+    layers: dict[tuple[str, str], np.ndarray | None] = {}
+    for name in {layer for o in ctx.outputs for layer in mask_layers(o)}:
+        spec = product.input(name)
+        for date in (spec.dates or group):
             if name in ctx.inputs.absent:
-                layers[name] = None  # switched off by the user: the step is skipped
+                layers[name, date] = None  # switched off by the user: the step is skipped
             else:
-                layers[name] = _load(open_box(ctx.inputs.source(name), product.input(name), year, block.grid,
-                                              block.box.grown(1), chunks=CHUNK))[0]
-    return BlockInputs(read, x, valid, layers, time.perf_counter() - started)
+                layers[name, date] = _read(ctx, spec, (date,), block.grid, block.box.grown(1))[0, 0]
+    return BlockInputs(read, images, boxes, valid, layers, time.perf_counter() - started)
 
 
-def predict_block_year(ctx: RunContext, block: Block, year: int, inputs: BlockInputs) -> dict:
-    """Run the model over one block-year's windows, stitch, post-process and store its class codes."""
+def _windows(ctx: RunContext, inputs: BlockInputs, origins: np.ndarray) -> dict[str, np.ndarray]:
+    """Each model input's windows, (N, C, h, w) for a model that sees one date, else (N, T, C, h, w)."""
+    product, lattice = ctx.product, ctx.lattice
+    primary = product.image_input
+    single = len(ctx.model_inputs) == 1
+    out = {}
+    for spec in product.image_inputs:
+        image, box = inputs.images[spec.name], inputs.boxes[spec.name]
+        if spec is primary:
+            local = origins - np.array([box.row, box.col])
+            n = lattice.size
+            valid = inputs.valid
+        else:
+            local = chip_origins(origins, lattice.size, own_ratio(ctx, spec), spec.context) - np.array(
+                [box.row, box.col])
+            n = spec.context
+            valid = None
+        windows = np.stack([image[:, :, r:r + n, c:c + n] for r, c in local]) if len(local) else np.zeros(
+            (0, *image.shape[:2], n, n), np.float32)
+        if valid is not None and product.window.padding == "reflect":
+            windows = _reflect(windows, np.stack([valid[:, r:r + n, c:c + n] for r, c in local]))
+        if ctx.frames == 1:  # one date: the contract's B × C × H × W
+            windows = windows[:, 0]
+        out[ctx.model_inputs[0] if single else spec.name] = windows
+    return out
+
+
+def _reflect(windows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Windows reaching past the data mirror the data at its edge (numpy's 'symmetric'), window by window so
+    that a window's input depends on nothing but its own pixels; holes inside the data stay zero."""
+    out = windows.copy()
+    for i in range(len(windows)):
+        for t in range(windows.shape[1]):
+            ok = valid[i, t]
+            if ok.all() or not ok.any():
+                continue
+            rows, cols = np.flatnonzero(ok.any(axis=1)), np.flatnonzero(ok.any(axis=0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            h, w = ok.shape
+            crop = windows[i, t, :, r0:r1, c0:c1]
+            out[i, t] = np.pad(crop, ((0, 0), (r0, h - r1), (c0, w - c1)), mode="symmetric")
+    return out
+
+
+def _map_valid(output: OutputSpec, valid: np.ndarray, t: int, frames: int | None) -> np.ndarray:
+    """Where the input had data for map t of an output: the date's, or both dates' of a pair."""
+    if frames == 1:
+        return valid[0]
+    return valid[t] & valid[t + 1] if output.per == "pair" else valid[t]
+
+
+def _map_dates(ctx: RunContext, output: OutputSpec, group: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(label, date of its mask layers) of each map of the output that this group makes."""
+    if output.per == "pair":
+        return [(f"{a}_{b}", b) for a, b in zip(group, group[1:], strict=False)]
+    return [(d, d) for d in group]
+
+
+def predict_block(ctx: RunContext, block: Block, group: tuple[str, ...], inputs: BlockInputs) -> dict:
+    """Run the model over one block's windows for a group of dates, stitch each head, post-process each
+    output and store its class codes."""
     started = time.perf_counter()
     product, scale, lattice = ctx.product, ctx.scheme.scale, ctx.lattice
     read, origins = lattice.covering(block.box)
     # Windows without a single pixel of data would only predict pixels that are no data anyway.
     local = origins - np.array([read.row, read.col])
     n = lattice.size
-    useful = np.array([inputs.valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
+    any_valid = inputs.valid.any(axis=0)
+    useful = np.array([any_valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
     origins = origins[useful]
-    conf_windows = predict_windows(ctx.model, lattice.extract(inputs.image, read, origins), ctx.batch)
-    canvas = max_stitch(conf_windows, origins, read, scale, product.stitch.border)
-
-    out_box = block.box.scaled(scale)
+    heads_needed = {ctx.head(o): product.model.activation(o.head) for o in ctx.outputs}
+    scores = predict_heads(ctx.model, _windows(ctx, inputs, origins), ctx.batch, activations=heads_needed,
+                           meta=ctx.meta) if len(origins) else {}
+    store, out_box = _store(ctx), block.box.scaled(scale)
     rows, cols = out_box.slices_in(read.scaled(scale))
     vrows, vcols = block.box.slices_in(read)
-    codes = apply_post(product.post, canvas[rows, cols], inputs.valid[vrows, vcols], inputs.layers.get, scale)
-    _store(ctx).write("classes", year, out_box, codes)
-    mark_done(ctx.run_dir, "predict", block_year_key(block, year), {"sha256": digest(codes)})
-    return {"block": block.id, "year": year, "windows": int(len(origins)),
+    stitch_spec = product.stitch
+    written: dict[str, str] = {}
+    for output in ctx.outputs:
+        head = scores.get(ctx.head(output))
+        for t, (label, layer_date) in enumerate(_map_dates(ctx, output, group)):
+            if head is None:  # no window had data: every pixel is no data
+                codes = np.full(out_box.shape, NODATA, np.uint8)
+            else:
+                windows = head if ctx.frames == 1 else head[:, t]
+                canvas = stitch(windows, origins, read, scale, stitch_spec.method, stitch_spec.border,
+                                stitch_spec.weights)
+
+                def layer(name: str, date: str = layer_date) -> np.ndarray | None:
+                    spec = product.input(name)
+                    return inputs.layers[name, spec.dates[0] if spec.dates else date]
+
+                valid = _map_valid(output, inputs.valid, t, ctx.frames)[vrows, vcols]
+                codes = apply_post(output.post, canvas[:, rows, cols], valid, layer, scale)
+            store.write(output.name, "classes", label, out_box, codes)
+            written[map_key(output, label)] = digest(codes)
+    mark_done(ctx.run_dir, "predict", block_key(block, group), {"sha256": maps_digest(written), "maps": written})
+    return {"block": block.id, "dates": list(group), "windows": int(len(origins)),
             "seconds": time.perf_counter() - started, "read_seconds": inputs.seconds}
 
 
@@ -109,26 +248,32 @@ class StoreMismatch(RuntimeError):
 
 
 def vote_block(ctx: RunContext, block: Block, *_predicted: dict) -> dict:
-    """Apply the temporal chain once every year of the block is stored (and matches its marker)."""
+    """Apply each output's temporal chain once every map of the block is stored (and matches its marker)."""
     started = time.perf_counter()
-    records = {y: read_marker(ctx.run_dir, "predict", block_year_key(block, y)) for y in ctx.years}
-    missing = [y for y, record in records.items() if record is None]
-    if missing:
-        raise RuntimeError(f"block {block.id}: years {missing} are not predicted yet")
-    store = _store(ctx)
-    out_box = block.box.scaled(ctx.scheme.scale)
-    stack = store.read("classes", out_box)
-    for i, year in enumerate(ctx.years):
-        if digest(stack[i]) != records[year]["sha256"]:
-            unmark(ctx.run_dir, "predict", block_year_key(block, year))  # the same command redoes it
-            raise StoreMismatch(f"block {block.id} {year}: the stored classes do not match their marker")
-    final = apply_temporal(ctx.product.temporal, stack)
-    store.write_years("final", out_box, final)
-    mark_done(ctx.run_dir, "vote", block.id, {"sha256": {str(y): digest(final[i]) for i, y in enumerate(ctx.years)}})
+    vouched: dict[str, str] = {}
+    for group in ctx.groups:
+        record = read_marker(ctx.run_dir, "predict", block_key(block, group))
+        if record is None:
+            raise RuntimeError(f"block {block.id}: {group_key(group)} is not predicted yet")
+        vouched.update({k: (group, v) for k, v in record.get("maps", {}).items()})
+    store, out_box = _store(ctx), block.box.scaled(ctx.scheme.scale)
+    final: dict[str, str] = {}
+    for output in ctx.outputs:
+        labels = ctx.labels(output)
+        stack = store.read(output.name, "classes", out_box)
+        for i, label in enumerate(labels):
+            group, sha = vouched.get(map_key(output, label), (ctx.groups[0], ""))
+            if digest(stack[i]) != sha:
+                unmark(ctx.run_dir, "predict", block_key(block, group))  # the same command redoes it
+                raise StoreMismatch(f"block {block.id} {label}: the stored classes do not match their marker")
+        voted = apply_temporal(output.temporal, stack)
+        store.write_all(output.name, "final", out_box, voted)
+        final.update({map_key(output, label): digest(voted[i]) for i, label in enumerate(labels)})
+    mark_done(ctx.run_dir, "vote", block.id, {"sha256": final})
     return {"block": block.id, "seconds": time.perf_counter() - started}
 
 
-def _final_parts(ctx: RunContext, tile: Tile, year: int):
+def _final_parts(ctx: RunContext, tile: Tile, output: OutputSpec, label: str):
     """(box, class codes) of each block of the tile, checked against its vote marker as it is read."""
     store, scale = _store(ctx), ctx.scheme.scale
     for block in tile.blocks:
@@ -136,70 +281,92 @@ def _final_parts(ctx: RunContext, tile: Tile, year: int):
         if record is None:
             raise RuntimeError(f"tile {tile.key}: block {block.id} is not voted yet")
         box = block.box.scaled(scale)
-        codes = store.read("final", box, year)
-        if digest(codes) != record["sha256"][str(year)]:
+        codes = store.read(output.name, "final", box, label)
+        if digest(codes) != record["sha256"].get(map_key(output, label)):
             unmark(ctx.run_dir, "vote", block.id)
-            raise StoreMismatch(f"block {block.id} {year}: the stored map does not match its marker")
+            raise StoreMismatch(f"block {block.id} {label}: the stored map does not match its marker")
         yield box, codes
 
 
-def export_tile_year(ctx: RunContext, tile: Tile, year: int, *_voted: dict) -> dict:
-    """Write one tile-year COG from the voted blocks (atomically), and a marker with its size and sha256."""
+def export_key(tile: Tile, output: OutputSpec, label: str) -> str:
+    return f"{tile.key}-{output.name}-{label}" if output.name else f"{tile.key}-{label}"
+
+
+def tile_tags(ctx: RunContext, output: OutputSpec, label: str) -> dict[str, str]:
+    when = {"YEAR": label} if is_year(label) else (
+        {"DATES": label.replace("_", "/")} if output.per == "pair" else {"DATE": label})
+    tags = {"PRODUCT": ctx.product.name, **when, "MODEL_ARCHITECTURE": ctx.model.architecture,
+            "MODEL_SHA256": ctx.model.sha256, "VALUES": ", ".join(f"{c.value}={c.name}" for c in output.classes),
+            "NODATA": f"{output.nodata} = no input data"}
+    if output.name:
+        tags["OUTPUT"] = output.name
+    return tags
+
+
+def export_tile(ctx: RunContext, tile: Tile, output: OutputSpec, label: str, *_voted: dict) -> dict:
+    """Write one COG of an output's map for a tile from the voted blocks (atomically), and a marker with its
+    size and sha256."""
     started = time.perf_counter()
-    path = ctx.tile_path(tile.row, tile.col, year)
-    tags = {
-        "PRODUCT": ctx.product.name, "YEAR": str(year), "MODEL_ARCHITECTURE": ctx.model.architecture,
-        "MODEL_SHA256": ctx.model.sha256,
-        "VALUES": ", ".join(f"{c.value}={c.name}" for c in ctx.product.output.classes),
-        "NODATA": f"{ctx.product.output.nodata} = no input data",
-    }
-    write_tile(path, ctx.scheme.output_grid, tile.extent.scaled(ctx.scheme.scale), _final_parts(ctx, tile, year),
-               ctx.product.output, tags, scratch_dir=ctx.scratch_dir)
+    path = ctx.tile_path(tile.row, tile.col, label, output)
+    write_tile(path, ctx.scheme.output_grid, tile.extent.scaled(ctx.scheme.scale),
+               _final_parts(ctx, tile, output, label), output, tile_tags(ctx, output, label),
+               scratch_dir=ctx.scratch_dir, table=lookup_table(output.values, output.nodata))
     size, sha256 = file_digest(path)
-    mark_done(ctx.run_dir, "export", f"{tile.key}-{year}", {"file": path.name, "size": size, "sha256": sha256})
+    mark_done(ctx.run_dir, "export", export_key(tile, output, label),
+              {"file": path.name, "size": size, "sha256": sha256})
     return {"tile": path.name, "seconds": time.perf_counter() - started}
 
 
 def check_block(ctx: RunContext, block: Block) -> dict:
-    """Verify a block's markers against the store before a resume skips its steps. A vote marker whose map
-    does not match is dropped (and so are the year markers whose classes do not match), so the run redoes
+    """Verify a block's markers against the store before a resume skips its steps. A vote marker whose maps
+    do not match is dropped (and so are the group markers whose classes do not match), so the run redoes
     just those steps. Returns what failed verification, for the report."""
     store, box = _store(ctx), block.box.scaled(ctx.scheme.scale)
     failed: list[str] = []
+
+    def bad_maps(stage: str, maps: dict) -> list[str]:
+        return [key for key, sha in maps.items() if not store.matches(*_split_key(key)[:1], stage, box,
+                                                                      _split_key(key)[1], sha)]
+
     vote = read_marker(ctx.run_dir, "vote", block.id)
     if vote is not None:
-        bad = [y for y in ctx.years if not store.matches("final", box, y, vote["sha256"].get(str(y), ""))]
+        expected = {map_key(o, label) for o in ctx.outputs for label in ctx.labels(o)}
+        maps = vote["sha256"] if isinstance(vote["sha256"], dict) else {}
+        bad = bad_maps("final", maps) if set(maps) == expected else sorted(expected)
         if not bad:
             return {"block": block.id, "voted": True, "predicted": [], "failed": []}
         unmark(ctx.run_dir, "vote", block.id)
-        failed += [f"block {block.id} {y} (map)" for y in bad]
+        failed += [f"block {block.id} {key} (map)" for key in bad]
     predicted = []
-    for year in ctx.years:
-        key = block_year_key(block, year)
+    for group in ctx.groups:
+        key = block_key(block, group)
         record = read_marker(ctx.run_dir, "predict", key)
         if record is None:
             continue
-        if store.matches("classes", box, year, record["sha256"]):
-            predicted.append(year)
+        maps = record.get("maps")
+        if isinstance(maps, dict) and record["sha256"] == maps_digest(maps) and not bad_maps("classes", maps):
+            predicted.append(group_key(group))
         else:
             unmark(ctx.run_dir, "predict", key)
-            failed.append(f"block {block.id} {year} (classes)")
+            failed.append(f"block {block.id} {group_key(group)} (classes)")
     return {"block": block.id, "voted": False, "predicted": predicted, "failed": failed}
 
 
 def check_tile(ctx: RunContext, tile: Tile) -> dict:
     """Verify the tiles of `tile` that export markers name (size, then sha256); drop the markers of those
-    that do not match. Returns the years whose tile is as written, and what failed."""
+    that do not match. Returns the export keys whose tile is as written, and what failed."""
     good, failed = [], []
-    for year in ctx.years:
-        key = f"{tile.key}-{year}"
-        record = read_marker(ctx.run_dir, "export", key)
-        if record is None:
-            continue
-        path = ctx.tile_path(tile.row, tile.col, year)
-        if tile_matches(path, record):
-            good.append(year)
-        else:
-            unmark(ctx.run_dir, "export", key)
-            failed.append(path.name)
+    for output in ctx.outputs:
+        for label in ctx.labels(output):
+            key = export_key(tile, output, label)
+            record = read_marker(ctx.run_dir, "export", key)
+            if record is None:
+                continue
+            path = ctx.tile_path(tile.row, tile.col, label, output)
+            if tile_matches(path, record):
+                good.append(key)
+            else:
+                unmark(ctx.run_dir, "export", key)
+                failed.append(path.name)
     return {"tile": tile.key, "good": good, "failed": failed}
+

@@ -41,7 +41,7 @@ def client():
 
 @pytest.fixture(scope="session")
 def scene(tmp_path_factory) -> Path:
-    from mapgen.pipeline.synthetic import generate_scene
+    from mapgen.synthetic import generate_scene
 
     out = tmp_path_factory.mktemp("scene")
     generate_scene(region_box(3, 3).bounds, YEARS, out, seed=11, margin_px=80)
@@ -80,7 +80,7 @@ def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, lis
     """Exit code and the non-blank lines on stderr of `mapgen ARGS`."""
     from click.testing import CliRunner
 
-    from mapgen.pipeline.cli import main
+    from mapgen.cli import main
 
     result = CliRunner(env=env).invoke(main, args)
     return result.exit_code, [line for line in result.stderr.splitlines() if line.strip()]

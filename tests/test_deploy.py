@@ -24,7 +24,7 @@ import dask.config
 import pytest
 import yaml
 
-from mapgen.pipeline.cli import main, run, workflow_run
+from mapgen.cli.commands import main, run, workflow_run
 from mapgen.pipeline.cluster import kubernetes_cluster_spec, load_config
 from mapgen.workflows import load_job
 

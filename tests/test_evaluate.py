@@ -15,7 +15,7 @@ import zarr
 from click.testing import CliRunner
 from conftest import TEST_BLOCK, YEARS, region_box
 
-from mapgen.pipeline.cli import main
+from mapgen.cli import main
 from mapgen.pipeline.evaluate import EvaluationError, evaluate_run
 from mapgen.pipeline.metrics import Confusion, block_fraction, flicker, r_squared
 from mapgen.pipeline.run import RUN_DIR, execute, prepare

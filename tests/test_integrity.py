@@ -196,7 +196,7 @@ def test_markers_carry_the_checksum_of_what_they_vouch_for(finished):
 # ---- one run holds an OUT at a time --------------------------------------------------------------
 
 def _cli(out: Path, scene: Path, checkpoint: Path, region: Path) -> list[str]:
-    return [sys.executable, "-m", "mapgen.pipeline", "run", "--product", "cbra", "--years", "2016-2018",
+    return [sys.executable, "-m", "mapgen.cli", "run", "--product", "cbra", "--years", "2016-2018",
             "--region", str(region), "--source", str(scene), "--out", str(out), "--workers", "1",
             "--checkpoint", str(checkpoint), "--block-size", TEST_BLOCK, "--no-progress"]
 

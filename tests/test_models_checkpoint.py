@@ -188,9 +188,7 @@ def test_a_corrupt_pickle_is_refused_as_unreadable(tmp_path):
 
 
 def test_an_authors_checkpoint_is_converted_on_load(tmp_path):
-    spec = Path(__file__).resolve().parents[2] / "shared" / "specs" / "stsr-seg-inference-state-dict.json"
-    if not spec.is_file():
-        pytest.skip("shared/specs not available")
+    spec = Path(__file__).resolve().parent / "data" / "stsr-seg-inference-state-dict.json"
     shapes = json.loads(spec.read_text())
     # One stored value per tensor (broadcast): the file stays small although the network is full size.
     state = {k: torch.full((), 0.5).expand(s) for k, s in shapes.items() if not k.endswith("tracked")}

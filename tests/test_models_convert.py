@@ -1,4 +1,4 @@
-"""The authors' checkpoint layouts (from the shared state-dict specs) convert and load into STSRSeg."""
+"""The authors' checkpoint layouts (their state-dict listings, tests/data/) convert and load into STSRSeg."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import torch
 from mapgen.models import STSRSeg, STSRSegConfig, convert_authors_state_dict, load_authors_state_dict
 from mapgen.models.convert import rename_authors_key
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = Path(__file__).resolve().parent / "data"  # copies of the project's shared/specs listings
 INFERENCE = SPECS / "stsr-seg-inference-state-dict.json"
 TRAINING = SPECS / "stsr-seg-training-state-dict.json"
 UGSNET = SPECS / "ugsnet-state-dict.json"
-
-pytestmark = pytest.mark.skipif(not INFERENCE.is_file(), reason="shared/specs not available")
 
 # Keys filled with random values, so that the value check follows real data through the renaming.
 SAMPLED = (

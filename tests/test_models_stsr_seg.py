@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mapgen.models import STSROutput, STSRSeg, STSRSegConfig
 
-AUTHORS_SEGMENTATION_PARAMETERS = 92_381_127  # shared/specs/stsr-seg-inference-state-dict.json
+AUTHORS_SEGMENTATION_PARAMETERS = 92_381_127  # tests/data/stsr-seg-inference-state-dict.json
 
 
 def meta_model(config: STSRSegConfig) -> STSRSeg:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = {"tiles": "mapgen.tiles", "models": "mapgen.models", "workflows": "mapgen.workflows",
-        "pipeline": "mapgen.pipeline"}
+        "pipeline": "mapgen.pipeline", "synthetic": "mapgen.synthetic", "training": "mapgen.training",
+        "cli": "mapgen.cli"}
 
 
 def test_every_package_is_listed_for_the_wheel():

@@ -12,7 +12,7 @@ import rasterio
 from click.testing import CliRunner
 from conftest import TINY_CONFIG, assert_refused, region_box, run_args, write_region
 
-from mapgen.pipeline.cli import main
+from mapgen.cli import main
 
 
 def test_invalid_region(tmp_path, scene, checkpoint, out):

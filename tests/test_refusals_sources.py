@@ -354,7 +354,7 @@ def test_the_cache_counts_pixels_with_data(tmp_path):
 
 
 def _plan(region: Path) -> dict:
-    from mapgen.pipeline.cli import main
+    from mapgen.cli import main
 
     result = CliRunner().invoke(main, ["plan", "--product", "cbra", "--years", "2020", "--region", str(region),
                                        "--json"])

@@ -151,7 +151,7 @@ def test_resume_after_kill(scene, checkpoint, reference, region_file, tmp_path):
     """Invariant 5: kill the whole run (client and workers) mid-way; the same command finishes it with the
     same outputs, without recomputing finished blocks, and no partial tile ever has a final name."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "mapgen.pipeline", "run", "--product", "cbra", "--years", "2016-2018",
+    cmd = [sys.executable, "-m", "mapgen.cli", "run", "--product", "cbra", "--years", "2016-2018",
            "--region", str(region_file), "--source", str(scene), "--out", str(out), "--workers", "2",
            "--checkpoint", str(checkpoint), "--block-size", TEST_BLOCK, "--no-progress"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -185,7 +185,7 @@ def test_cli_runs_on_an_existing_scheduler(client, scene, checkpoint, reference,
     """`--scheduler ADDRESS` sends the run to a running cluster and leaves that cluster up."""
     from click.testing import CliRunner
 
-    from mapgen.pipeline.cli import main
+    from mapgen.cli import main
 
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [
@@ -235,7 +235,7 @@ STAC_AGREEMENT = 0.999
 
 def test_stac_scenes_give_the_same_tiles_as_the_files(client, scene, checkpoint, reference, tmp_path):
     from mapgen.pipeline.sources import open_inputs
-    from mapgen.pipeline.synthetic.scenes import write_scene_catalog
+    from mapgen.synthetic.scenes import write_scene_catalog
 
     catalog = write_scene_catalog(scene, tmp_path / "scenes", YEARS, per_year=3, seed=5)
     inputs = open_inputs(PRODUCT, str(catalog), YEARS, mask=f"{scene}/{{year}}/built.tif")
@@ -310,8 +310,8 @@ def test_rgbn_uint8_in_utm_outside_china_without_dynamic_world(client, checkpoin
     from click.testing import CliRunner
     from conftest import write_region
 
-    from mapgen.pipeline.cli import main
-    from mapgen.pipeline.synthetic import generate_scene
+    from mapgen.cli import main
+    from mapgen.synthetic import generate_scene
 
     years = [2019, 2020]
     west, south = 36.8, -1.4  # Nairobi, on the 0.1° lattice
@@ -418,7 +418,7 @@ def test_a_block_that_keeps_failing_is_reported_and_the_rest_goes_on(client, sce
 
     from click.testing import CliRunner
 
-    from mapgen.pipeline.cli import main
+    from mapgen.cli import main
 
     data = tmp_path / "data"
     for year in YEARS:

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import TINY_CONFIG
 from rasterio.transform import from_origin
 
-from mapgen.pipeline.cli import main
+from mapgen.cli import main
 from mapgen.pipeline.cluster import (
     ClusterError,
     close_client,
@@ -34,9 +34,9 @@ from mapgen.pipeline.cluster import (
 )
 from mapgen.pipeline.run import RunTasks, execute, prepare
 from mapgen.pipeline.stream import TaskStream
-from mapgen.pipeline.years import parse_years
 from mapgen.tiles import load_region
 from mapgen.workflows import JobError, load_job, load_product
+from mapgen.workflows.dates import parse_years
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINA = ROOT / "examples" / "china.geojson"
@@ -88,11 +88,11 @@ def test_stream_keeps_in_flight_bounded_and_reports_failures(client):
 
 # --- a national plan, streamed with tasks that do nothing -------------------------------------------------
 
-def _noop_read(ctx, block, year):
+def _noop_read(ctx, block, dates):
     return None
 
 
-def _noop_predict(ctx, block, year, inputs):
+def _noop_predict(ctx, block, dates, inputs):
     return {"seconds": 0.0, "read_seconds": 0.0, "windows": 1}
 
 
@@ -100,8 +100,8 @@ def _noop_vote(ctx, block, *predicted):
     return {"seconds": 0.0}
 
 
-def _noop_export(ctx, tile, year):
-    return {"tile": ctx.tile_path(tile.row, tile.col, year).name, "seconds": 0.0}
+def _noop_export(ctx, tile, output, date):
+    return {"tile": ctx.tile_path(tile.row, tile.col, date, output).name, "seconds": 0.0}
 
 
 class Enough(Exception):

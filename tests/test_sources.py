@@ -80,7 +80,7 @@ def test_a_raster_in_utm_is_reprojected_onto_the_lattice(scene, tmp_path):
 
 
 def test_a_scene_written_to_a_relative_folder_is_a_valid_source(tmp_path, monkeypatch):
-    from mapgen.pipeline.synthetic import generate_scene
+    from mapgen.synthetic import generate_scene
 
     monkeypatch.chdir(tmp_path)
     generate_scene((100.001, 30.001, 100.02, 30.02), [2020], "rel/scene", seed=1, margin_px=8)

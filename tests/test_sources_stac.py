@@ -13,7 +13,7 @@ from conftest import YEARS, region_box
 
 from mapgen.pipeline.sources import FileSource, SourceError, StacScenes, open_inputs
 from mapgen.pipeline.sources import stac as stac_module
-from mapgen.pipeline.synthetic.scenes import write_scene_catalog
+from mapgen.synthetic.scenes import write_scene_catalog
 from mapgen.tiles import Grid
 from mapgen.workflows import load_product
 

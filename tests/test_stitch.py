@@ -95,6 +95,51 @@ def test_border_zero_is_the_plain_maximum():
     assert not np.array_equal(max_stitch(preds, origins, read, 2, border=1), max_stitch(preds, origins, read, 2))
 
 
+def legacy_max_stitch(predictions: np.ndarray, origins: np.ndarray, read: Box, scale: int, border: int) -> np.ndarray:
+    """max_stitch as it was before `stitch` took over, kept verbatim: the wrapper must match it bit for bit."""
+    out_box = read.scaled(scale)
+    canvas = np.full(out_box.shape, np.nan, dtype=np.float32)
+    n, m = predictions.shape[-1], border * scale
+    local = origins * scale - np.array([out_box.row, out_box.col])
+    for (r, c), pred in zip(local, predictions, strict=True):
+        view = canvas[r + m:r + n - m, c + m:c + n - m]
+        np.fmax(view, pred[m:n - m, m:n - m], out=view)
+    if m == 0:
+        return canvas
+    no_interior = np.isnan(canvas)
+    for (r, c), pred in zip(local, predictions, strict=True):
+        view = canvas[r:r + n, c:c + n]
+        np.fmax(view, pred, out=view, where=no_interior[r:r + n, c:c + n])
+    return canvas
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-300, 300), st.integers(-300, 300), st.integers(1, 30), st.integers(1, 30),
+       st.sampled_from([(8, 6), (8, 4), (9, 5)]), st.sampled_from([1, 2, 4]), st.integers(0, 3),
+       st.floats(0.0, 0.6), st.integers(0, 2**31 - 1))
+def test_max_stitch_is_bit_identical_to_before(row, col, h, w, size_stride, scale, border, drop, seed):
+    """In the callers' order (the lattice's, less windows left out), with ties of +0 and -0 and NaN pixels."""
+    size, stride = size_stride
+    border = min(border, (size - 1) // 2)
+    read, origins = WindowLattice(size, stride).covering(Box(row, col, h, w))
+    rng = np.random.default_rng(seed)
+    origins = origins[rng.random(len(origins)) >= drop]
+    preds = rng.random((len(origins), size * scale, size * scale), dtype=np.float32)
+    preds[rng.random(preds.shape) < 0.2] = 0.0
+    preds[rng.random(preds.shape) < 0.2] = -0.0  # fmax keeps its first argument on a tie: order shows here
+    preds[rng.random(preds.shape) < 0.1] = np.nan
+    got = max_stitch(preds, origins, read, scale, border)
+    assert got.dtype == np.float32 and got.shape == read.scaled(scale).shape
+    np.testing.assert_array_equal(got.view(np.uint32),
+                                  legacy_max_stitch(preds, origins, read, scale, border).view(np.uint32))
+
+
+def test_max_stitch_of_no_windows_is_all_nan():
+    """predict_windows answers (0, 0, 0) when a block has no useful window."""
+    canvas = max_stitch(np.zeros((0, 0, 0), dtype=np.float32), np.zeros((0, 2), dtype=int), Box(3, 4, 5, 6), 4, 3)
+    assert canvas.shape == (20, 24) and np.isnan(canvas).all()
+
+
 # --------------------------------------------------------------------------------------------------
 # The border is product data
 
@@ -162,7 +207,7 @@ def bright_scene_confidence(tmp_path_factory):
 
     from mapgen.pipeline.checkpoints import resolve_checkpoint
     from mapgen.pipeline.inference import ModelRef, predict_windows
-    from mapgen.pipeline.synthetic import generate_scene
+    from mapgen.synthetic import generate_scene
 
     product = load_product("cbra")
     out = tmp_path_factory.mktemp("bright")

@@ -13,8 +13,8 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from mapgen.pipeline.synthetic import GENERATOR_VERSION, LANDCOVER_CLASSES, generate_scene
-from mapgen.pipeline.synthetic.grid import snap_grid
+from mapgen.synthetic import GENERATOR_VERSION, LANDCOVER_CLASSES, generate_scene
+from mapgen.synthetic.grid import snap_grid
 
 BOUNDS = (116.30, 39.80, 116.33, 39.83)  # 0.03 deg: a town with its fringe, ~3 km
 YEARS = [2016, 2017, 2018]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from fractions import Fraction
 
@@ -10,7 +11,7 @@ import shapely
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapgen.tiles import Box, Grid, RegionError, TileScheme, load_region, plan_region
+from mapgen.tiles import Box, Grid, RegionError, TileScheme, TileSchemeError, load_region, plan_region
 
 CBRA = TileScheme.create(input_res="1/11130", scale=4, tile_size="2.5", block_size="0.1",
                          naming="CBRA_{year}_{lon_hemi}{lon}{lat_hemi}{lat}.tif")
@@ -136,3 +137,145 @@ def test_box_intersection_is_the_shared_pixels(a, b):
     shared = pixels(a) & pixels(b)
     assert (pixels(inner) if inner is not None else set()) == shared
     assert inner is None or (a.contains(inner) and b.contains(inner))
+
+
+# ---- rectangular tiles and dated names
+
+RECT = TileScheme.create(input_res="1/100800", scale=2, tile_size=("1/8", "1/12"), block_size="1/48",
+                         naming="R_{date}_{lon_hemi}{lon}{lat_hemi}{lat}.tif")
+_dates = st.builds(lambda d, n: d.isoformat()[:n], st.dates(dt.date(1900, 1, 1), dt.date(2100, 12, 31)),
+                   st.sampled_from([4, 7, 10]))
+
+
+def test_square_schemes_keep_their_sizes():
+    assert CBRA.tile_size == CBRA.tile_width == CBRA.tile_height == Fraction(5, 2)
+    assert CBRA.blocks_per_tile == 25 and CBRA.tile_blocks == (25, 25) and CBRA.is_square
+    assert CBRA.with_block_size("1/30").tile_blocks == (75, 75)
+    assert CBRA.tile_box(19, 118) == Box(19 * 27825, 118 * 27825, 27825, 27825)
+
+
+def test_rectangular_scheme_shape():
+    assert (RECT.tile_width, RECT.tile_height, RECT.tile_blocks) == (Fraction(1, 8), Fraction(1, 12), (4, 6))
+    assert RECT.kind == "regular" and not RECT.is_square
+    assert RECT.tile_bounds_exact(600, 2370) == (Fraction(465, 4), Fraction(479, 12), Fraction(931, 8), 40)
+    assert RECT.tile_box(600, 2370) == Box(600 * 8400, 2370 * 12600, 8400, 12600)
+    assert RECT.with_block_size("1/96").tile_blocks == (8, 12)
+    assert RECT.tile_name(600, 2370, "2018-08") == "R_2018-08_E116.25N40.tif"
+    assert RECT.tile_name(601, 2370, "2018-08") == "R_2018-08_E116.25N39.916667.tif"  # 39 11/12, to 6 places
+
+
+@given(st.integers(0, 90 * 12 * 2 - 1), st.integers(0, 360 * 8 - 1), _dates)
+def test_rectangular_name_round_trip(tile_row, tile_col, date):
+    name = RECT.tile_name(tile_row, tile_col, date)
+    parsed = RECT.parse_tile_name(name)
+    assert (parsed.row, parsed.col, parsed.date, parsed.pair) == (tile_row, tile_col, date, None)
+    assert RECT.tile_from_name(name) == (tile_row, tile_col, int(date[:4]))
+    west, south, east, north = RECT.tile_bounds(tile_row, tile_col)
+    assert east - west == pytest.approx(1 / 8) and north - south == pytest.approx(1 / 12)
+    assert (f"_{'W' if west < 0 else 'E'}" in name) and (("S" in name[-15:]) == (north < 0))
+
+
+@given(st.integers(0, 71), st.integers(0, 143), _dates, _dates)
+def test_pair_name_round_trip(tile_row, tile_col, first, second):
+    pairs = TileScheme.create(input_res="1/11130", scale=4, tile_size="2.5", block_size="0.1",
+                              naming="CHG_{from}_{to}_{lon_hemi}{lon}{lat_hemi}{lat}.tif")
+    name = pairs.tile_name(tile_row, tile_col, pair=(first, second))
+    assert name.startswith(f"CHG_{first}_{second}_")
+    parsed = pairs.parse_tile_name(name)
+    assert (parsed.row, parsed.col, parsed.date, parsed.pair, parsed.year) == (tile_row, tile_col, None,
+                                                                               (first, second), None)
+
+
+def test_dates_in_cbra_names():
+    # {year} renders the year of whichever date is given
+    assert CBRA.tile_name(19, 118, "2019") == CBRA.tile_name(19, 118, "2019-08-15") == "CBRA_2019_E115N42.5.tif"
+    assert CBRA.tile_name(19, 118, dt.date(2019, 8, 15)) == "CBRA_2019_E115N42.5.tif"
+    parsed = CBRA.parse_tile_name("CBRA_2019_E115N42.5.tif")
+    assert (parsed.row, parsed.col, parsed.date, parsed.year, parsed.pair) == (19, 118, "2019", 2019, None)
+    both = TileScheme.create(input_res="1/11130", scale=4, tile_size="2.5", block_size="0.1",
+                             naming="X_{year}/{date}_{lon}_{lat}.tif")
+    assert both.tile_name(19, 118, "2019-08") == "X_2019/2019-08_115_42.5.tif"
+    assert both.tile_from_name("X_2019/2019-08_115_42.5.tif") == (19, 118, 2019)
+    with pytest.raises(ValueError, match="not the year of the date"):
+        both.tile_from_name("X_2018/2019-08_115_42.5.tif")
+
+
+@pytest.mark.parametrize("date", ["2018-8", "2018-02-30", "2018-13", "18", "2019.5", "", 19, True, 2019.0, None])
+def test_bad_dates_refused(date):
+    with pytest.raises(ValueError) as info:
+        CBRA.tile_name(19, 118, date)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("template, phrase", [
+    ("X_{year}_{lon}.tif", r"must contain \{lon\} and \{lat\}, or \{sheet\}"),
+    ("X_{yaer}_{lon}_{lat}.tif", r"unknown field\(s\) \['yaer'\]"),
+    ("X_{from}_{lon}_{lat}.tif", r"needs both \{from\} and \{to\}"),
+    ("X_{year}_{sheet}.tif", r"\{sheet\} numbers map frames"),
+])
+def test_bad_templates_refused(template, phrase):
+    with pytest.raises(TileSchemeError, match=phrase):
+        TileScheme.create(input_res="1/11130", scale=4, tile_size="2.5", block_size="0.1", naming=template)
+
+
+def test_names_need_their_dates():
+    pairs = TileScheme.create(input_res="1/11130", scale=4, tile_size="2.5", block_size="0.1",
+                              naming="CHG_{from}_{to}_{lon}_{lat}.tif")
+    with pytest.raises(ValueError, match="needs a pair of dates"):
+        pairs.tile_name(19, 118, "2019")
+    with pytest.raises(ValueError, match="needs a date"):
+        CBRA.tile_name(19, 118, pair=("2018", "2019"))
+
+
+@pytest.mark.parametrize("kw, phrase", [
+    (dict(tile_size=("1/8", "1/12"), block_size="1/36"), "tile width 0.125° is not a whole number of 1/36° blocks"),
+    (dict(tile_size=("1/8", "1/12"), block_size="1/10"), r"larger than the 0.125° × 1/12° tile"),
+    (dict(tile_size=("1/8", "1/12"), block_size="1/48", kind="map-frame"), "grid kind 'map-frame' is not one of"),
+    (dict(tile_size="2.5", block_size="0.3"), "tile size 2.5° is not a whole number of 0.3° blocks"),
+    (dict(tile_size=("0", "1/12"), block_size="1/48"), "the tile width must be more than 0°"),
+])
+def test_rectangular_refusals(kw, phrase):
+    with pytest.raises(TileSchemeError, match=phrase) as info:
+        TileScheme.create(input_res="1/100800", scale=1, naming="R_{year}_{lon}_{lat}.tif", **kw)
+    assert "\n" not in str(info.value)
+
+
+@given(st.floats(-179, 178), st.floats(-89, 88), st.floats(0.005, 0.3), st.floats(0.005, 0.3))
+def test_plan_on_rectangular_tiles(west, south, dx, dy):
+    region = shapely.box(west, south, west + dx, south + dy)
+    plan = plan_region(region, RECT, ["2019"])
+    for tile in plan.tiles:
+        whole = RECT.tile_box(tile.row, tile.col)
+        assert whole.shape == (4 * RECT.block_px, 6 * RECT.block_px) and whole.contains(tile.extent)
+        tw, ts, te, tn = RECT.tile_bounds(tile.row, tile.col)
+        for block in tile.blocks:
+            bw, bs, be, bn = block.bounds
+            assert tw - 1e-9 <= bw and be <= te + 1e-9 and ts - 1e-9 <= bs and bn <= tn + 1e-9
+    names = plan.tile_names("2019-06")
+    assert [RECT.tile_from_name(n)[:2] for n in names] == [(t.row, t.col) for t in plan.tiles]
+    assert plan.summary()["tile_size_deg"] == [0.125, 1 / 12]
+
+
+def test_pair_plan_summary_names_pairs_of_years():
+    pairs = TileScheme.create(input_res="1/11130", scale=4, tile_size="2.5", block_size="0.1",
+                              naming="CHG_{from}_{to}_{lon_hemi}{lon}{lat_hemi}{lat}.tif")
+    plan = plan_region(shapely.box(116.01, 40.01, 116.05, 40.05), pairs, [2018, 2019, 2020])
+    assert plan.summary()["tile_names"] == {"2018_2019": ["CHG_2018_2019_E115N42.5.tif"],
+                                            "2019_2020": ["CHG_2019_2020_E115N42.5.tif"]}
+
+
+def test_plan_with_dates():
+    region = shapely.box(116.01, 40.01, 116.05, 40.05)
+    monthly = CBRA.with_naming("CBRA_{date}_{lon_hemi}{lon}{lat_hemi}{lat}.tif")
+    plan = plan_region(region, monthly, ["2020-08", "2018-08", "2018-08"])
+    assert plan.dates == ("2018-08", "2020-08") and plan.years == (2018, 2020)
+    summary = plan.summary()
+    assert summary["tile_names"] == {"2018-08": ["CBRA_2018-08_E115N42.5.tif"],
+                                     "2020-08": ["CBRA_2020-08_E115N42.5.tif"]}
+    assert summary["block_years"] == 2 * plan.block_count
+    # years stay ints, as ever, and name as they did
+    annual = plan_region(region, CBRA, ["2019", 2018])
+    assert annual.years == (2018, 2019) and annual.dates == ("2018", "2019")
+    assert annual.tile_names(2019) == ["CBRA_2019_E115N42.5.tif"]
+    with pytest.raises(TileSchemeError, match="unknown field"):
+        CBRA.with_naming("CBRA_{month}_{lon}_{lat}.tif")

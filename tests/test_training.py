@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import TINY_CONFIG
 
+from mapgen import training
 from mapgen.models import LossConfig, STSRSeg, STSRSegConfig, load_checkpoint
 from mapgen.models.losses import hr_loss, info_nce, sg_loss
-from mapgen.pipeline import training
-from mapgen.pipeline.training import (
+from mapgen.training import (
     EvalConfig,
     Normalisation,
     PatchSampler,

@@ -1,12 +1,13 @@
-"""Region × years → output tiles → processing blocks.
+"""Region × dates → output tiles → processing blocks.
 
 A block is the unit of work and of restart: a box of the input lattice, its bounds, and the years to
-run. A tile is an output cell of the tiling; it is written once all of its blocks are done.
+run. A tile is an output cell of the tiling; it is written once all of its blocks are done. A plan's dates
+are years (2019) or ISO dates ("2018-08", "2018-08-15"); `years` are their years, as ints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -16,6 +17,7 @@ from pyproj import Geod
 from shapely.geometry.base import BaseGeometry
 
 from .grid import Box, Grid
+from .naming import Date, Pair, format_date
 from .region import RegionError, check_region
 from .scheme import TileScheme
 
@@ -81,9 +83,14 @@ class Tile:
 @dataclass
 class Plan:
     scheme: TileScheme
-    years: tuple[int, ...]
+    years: tuple[int, ...]  # the distinct years of `dates`
     region: BaseGeometry
     tiles: list[Tile] = field(default_factory=list)
+    dates: tuple[str, ...] = ()  # as names hold them: "2019", "2018-08", …; () → the years
+
+    def __post_init__(self) -> None:
+        if not self.dates:
+            self.dates = tuple(str(y) for y in self.years)
 
     @property
     def block_count(self) -> int:
@@ -99,8 +106,17 @@ class Plan:
         """Every block as a list (small plans; a national one should use `iter_blocks`)."""
         return list(self.iter_blocks())
 
-    def tile_names(self, year: int) -> list[str]:
-        return [self.scheme.tile_name(t.row, t.col, year) for t in self.tiles]
+    def tile_names(self, date: Date, pair: Pair | None = None) -> list[str]:
+        """The file names of the plan's tiles at `date` (a year, or "2018-08", …), or for the pair of dates."""
+        return [self.scheme.tile_name(t.row, t.col, date, pair) for t in self.tiles]
+
+    def _names_by_date(self) -> dict[str, list[str]]:
+        """Tile names per date ("2019"), or, for a pair naming, per pair of successive dates ("2018_2019", as
+        the engine keys pairs)."""
+        dates = self.dates
+        if self.scheme.naming.paired:
+            return {f"{a}_{b}": self.tile_names(b, (a, b)) for a, b in zip(dates, dates[1:], strict=False)}
+        return {d: self.tile_names(d) for d in dates}
 
     def extent(self) -> Box:
         """Input-grid bounding box of every planned block."""
@@ -123,19 +139,26 @@ class Plan:
         area_km2 = self.area_km2()
         return {
             "years": list(self.years),
+            "dates": list(self.dates),
             "tiles": len(self.tiles),
-            "tile_names": {str(y): self.tile_names(y) for y in self.years},
+            "tile_names": self._names_by_date(),
             "blocks": blocks,
-            "block_years": blocks * len(self.years),
+            "block_years": blocks * len(self.dates),
             "block_size_deg": float(self.scheme.block_size),
-            "tile_size_deg": float(self.scheme.tile_size),
+            # one number for square tiles, as ever; [lon, lat] for rectangular ones
+            "tile_size_deg": (float(self.scheme.tile_width) if self.scheme.is_square
+                              else [float(self.scheme.tile_width), float(self.scheme.tile_height)]),
+            "tile_width_deg": float(self.scheme.tile_width),
+            "tile_height_deg": float(self.scheme.tile_height),
+            "tile_blocks": list(self.scheme.tile_blocks),
+            "grid_kind": self.scheme.kind,
             "area_km2": round(area_km2, 3),
             "region_area_km2": round(abs(_GEOD.geometry_area_perimeter(self.region)[0]) / 1e6, 3),
             "input_resolution_deg": float(self.scheme.input_grid.res),
             "output_resolution_deg": float(self.scheme.output_grid.res),
             "input_pixels_per_year": blocks * block_px**2,
             "output_pixels_per_year": blocks * out_px**2,
-            "output_pixels": blocks * out_px**2 * len(self.years),
+            "output_pixels": blocks * out_px**2 * len(self.dates),
             "bounds": list(self.region.bounds),
         }
 
@@ -152,12 +175,23 @@ def _block_area_km2(scheme: TileScheme, block_row: int) -> float:
     return _row_area_km2(north, south, east - west)
 
 
-def plan_region(region: BaseGeometry, scheme: TileScheme, years: tuple[int, ...] | list[int]) -> Plan:
-    """The tiles that meet the region and, inside them, the blocks that touch it, in a fixed order."""
+def _check_sheets(scheme: TileScheme, tiles: list[Tile]) -> None:
+    """Refuse, in one line, a map_frame plan with a frame that has no sheet number (south of the equator)."""
+    for tile in tiles:
+        try:
+            scheme.sheet(tile.row, tile.col)
+        except ValueError as exc:
+            raise RegionError(f"the region reaches a map frame with no GB/T 13989 sheet number: {exc}") from None
+
+
+def plan_region(region: BaseGeometry, scheme: TileScheme, years: Sequence[Date]) -> Plan:
+    """The tiles that meet the region and, inside them, the blocks that touch it, in a fixed order. `years`
+    are the run's dates: years (2019 or "2019") or ISO dates ("2018-08", "2018-08-15")."""
     region = check_region(region)  # split at ±180° when it crosses the antimeridian
-    years = tuple(sorted(set(int(y) for y in years)))
-    if not years:
+    dates = tuple(sorted({format_date(d) for d in years}))  # ISO strings of one precision sort in time order
+    if not dates:
         raise RegionError("no years to plan")
+    years = tuple(sorted({int(d[:4]) for d in dates}))
     rows, cols = scheme.block_range(region.bounds)
     grid = scheme.input_grid
     size = float(scheme.block_size)
@@ -172,10 +206,11 @@ def plan_region(region: BaseGeometry, scheme: TileScheme, years: tuple[int, ...]
         # a block that only shares an edge or a corner with the region has none of it inside
         hits = col_idx[shapely.intersects(region, cells) & ~shapely.touches(region, cells)]
         for col in hits:
-            tile = (row // scheme.blocks_per_tile, int(col) // scheme.blocks_per_tile)
-            per_tile.setdefault(tile, []).append((row, int(col)))
+            per_tile.setdefault(scheme.tile_of_block(row, int(col)), []).append((row, int(col)))
     tiles = [Tile(r, c, *np.asarray(cells, dtype=np.int32).T, scheme, years)
              for (r, c), cells in sorted(per_tile.items())]
     if not tiles:
         raise RegionError("the region touches no block")
-    return Plan(scheme, years, region, tiles)
+    if scheme.kind == "map_frame":
+        _check_sheets(scheme, tiles)
+    return Plan(scheme, years, region, tiles, dates)

@@ -1,5 +1,6 @@
 """Product definitions (declarative TOML files) and scheduled workflows."""
 
+from .dates import DateError, parse_dates, series_dates
 from .job import Job, JobError, load_job
 from .product import (
     GridSpec,
@@ -11,6 +12,7 @@ from .product import (
     ProductError,
     StepSpec,
     StitchSpec,
+    TaskSpec,
     WindowSpec,
     load_product,
     parse_product,
@@ -18,7 +20,7 @@ from .product import (
 )
 
 __all__ = [
-    "Job", "JobError", "load_job",
+    "DateError", "Job", "JobError", "load_job", "parse_dates", "series_dates",
     "GridSpec", "InputSpec", "ModelSpec", "OutputClass", "OutputSpec", "Product", "ProductError",
-    "StepSpec", "StitchSpec", "WindowSpec", "load_product", "parse_product", "product_names",
+    "StepSpec", "StitchSpec", "TaskSpec", "WindowSpec", "load_product", "parse_product", "product_names",
 ]

@@ -54,7 +54,7 @@ def _is_local_path(text: str) -> bool:
 
 def load_job(path: str | Path, today: datetime.date | None = None) -> Job:
     """Read a job file and resolve it for `today`: years, output folder and paths made concrete."""
-    from mapgen.pipeline.years import parse_years
+    from .dates import parse_years
 
     path = Path(path)
     try:

@@ -36,10 +36,13 @@ def file_identity(path: str) -> dict:
     return {"path": str(local.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def year_span(years: Sequence[int]) -> str:
-    years = sorted(years)
+def year_span(years: Sequence[int | str]) -> str:
+    """'2016–2021', '2016, 2018', or dates as they are ('2018-08, 2020-08')."""
+    years = sorted(years, key=str)
     if not years:
         return "no years"
+    if not all(isinstance(y, int) for y in years):
+        return ", ".join(map(str, years))
     if years == list(range(years[0], years[-1] + 1)):
         return f"{years[0]}–{years[-1]}" if len(years) > 1 else str(years[0])
     return ", ".join(map(str, years))

@@ -23,10 +23,11 @@ from rasterio.warp import transform_bounds
 from shapely.geometry.base import BaseGeometry
 
 from mapgen.tiles import Box, Grid
+from mapgen.workflows.dates import source_date
 from mapgen.workflows.product import InputSpec
 
 from .base import Bounds, Source, SourceError, file_identity, year_span
-from .read import read_box, read_sample
+from .read import read_box, read_sample, resampling
 from .sample import Coverage, Sample, SampleGrid, as_geometry, sample_grids, sampled_coverage, summarise
 
 # Names a user may give for the Sentinel-2 10 m bands, besides the product's own (B2 …).
@@ -222,7 +223,7 @@ class FileSource(Source):
         count, _, _ = _band_layout(path)
         indexes = self.bands.indexes(f"{spec.name} {year}", spec, path, count)
         scales, offsets = self._scale_offset(path, indexes)
-        data = read_box(path, grid, box, indexes=indexes, nodata=self.bands.nodata)
+        data = read_box(path, grid, box, resampling(spec), indexes=indexes, nodata=self.bands.nodata)
         if np.any(scales != 1) or np.any(offsets != 0):
             data = (data * scales[:, None, None] + offsets[:, None, None]).astype(np.float32)
         return data
@@ -264,20 +265,24 @@ def yearly_catalog_layers(catalog, label: str) -> dict[str, dict[int, str]]:
     return files
 
 
-def pattern_files(pattern: str) -> dict[str, dict[int, str]]:
-    """Layer → year → path of the files a pattern names. With no {layer} the layer is '' (the image)."""
-    if "{year}" not in pattern:
-        raise SourceError(f"source {pattern}: a file pattern needs {{year}}, e.g. data/{{year}}/{{layer}}.tif "
-                          "or imagery/rgbn_{year}.tif")
-    regex = re.escape(pattern).replace(re.escape("{year}"), r"(?P<year>\d{4})", 1)
+def pattern_files(pattern: str) -> dict[str, dict[int | str, str]]:
+    """Layer → date → path of the files a pattern names: `{year}` is a year (data/{year}/{layer}.tif), `{date}`
+    a year, month or day (data/{date}/{layer}.tif holds data/2018-08/hr.tif). With no {layer} the layer is ''
+    (the image)."""
+    field = "{date}" if "{date}" in pattern else "{year}"
+    if field not in pattern:
+        raise SourceError(f"source {pattern}: a file pattern needs {{year}} or {{date}}, e.g. "
+                          "data/{year}/{layer}.tif or imagery/rgbn_{year}.tif")
+    when = r"\d{4}" if field == "{year}" else r"\d{4}(?:-\d{2}){0,2}"
+    regex = re.escape(pattern).replace(re.escape(field), rf"(?P<year>{when})", 1)
     regex = regex.replace(re.escape("{layer}"), r"(?P<layer>[^/]+?)", 1)
-    regex = regex.replace(re.escape("{year}"), r"(?P=year)").replace(re.escape("{layer}"), r"(?P=layer)")
-    files: dict[str, dict[int, str]] = {}
-    for path in sorted(glob.glob(pattern.replace("{year}", "*").replace("{layer}", "*"))):
+    regex = regex.replace(re.escape(field), r"(?P=year)").replace(re.escape("{layer}"), r"(?P=layer)")
+    files: dict[str, dict[int | str, str]] = {}
+    for path in sorted(glob.glob(pattern.replace(field, "*").replace("{layer}", "*"))):
         match = re.fullmatch(regex, path)
         if match:
             layer = match.groupdict().get("layer") or ""
-            files.setdefault(layer, {})[int(match["year"])] = str(Path(path).resolve())
+            files.setdefault(layer, {})[source_date(match["year"])] = str(Path(path).resolve())
     if not files:
         raise SourceError(f"source {pattern}: no file matches the pattern")
     return files

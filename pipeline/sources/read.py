@@ -16,6 +16,14 @@ from rasterio.windows import Window, from_bounds
 
 from mapgen.tiles import Box, Grid
 
+# How a source off the lattice may be warped onto it (`[[inputs]] resampling`; GDAL's names).
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "average", "mode")
+
+
+def resampling(spec) -> Resampling:
+    """The warp resampling an input asks for: bilinear unless the product says otherwise (classes: nearest)."""
+    return Resampling[spec.resampling or "bilinear"]
+
 
 def read_box(path: str, grid: Grid, box: Box, resampling: Resampling = Resampling.bilinear, *,
              indexes: Sequence[int] | None = None, nodata: float | None = None) -> np.ndarray:

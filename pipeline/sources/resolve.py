@@ -8,6 +8,7 @@ from pathlib import Path
 from shapely.geometry.base import BaseGeometry
 
 from mapgen.workflows import Product
+from mapgen.workflows.dates import source_date
 
 from .base import Bounds, Inputs, Source, SourceError, year_span
 from .cache import STORE, CachedSource
@@ -52,7 +53,7 @@ def _is_yearly(catalog) -> bool:
     return "mapgen:year" in first.properties
 
 
-def layer_sources(text: str, product: Product, years: Sequence[int], *, bands: BandMap = AS_IS,
+def layer_sources(text: str, product: Product, years: Sequence[int | str], *, bands: BandMap = AS_IS,
                   collection: str = "sentinel-2-l2a", cloud_cover: float = 20.0) -> dict[str, Source]:
     """The sources one `--source` string gives, by product input name (some inputs may be missing)."""
     image = product.image_input.name
@@ -78,7 +79,7 @@ def layer_sources(text: str, product: Product, years: Sequence[int], *, bands: B
     if path is None:
         if Path(text).is_file():  # one raster for every year
             check_raster(str(Path(text).resolve()), f"source {text}")
-            return {image: FileSource(text, {y: str(Path(text).resolve()) for y in years}, bands)}
+            return {image: FileSource(text, {source_date(y): str(Path(text).resolve()) for y in years}, bands)}
         raise SourceError(f"source {text}: no such file or directory" if not Path(text).exists() else
                           f"source {text}: not a STAC catalog, a raster, or a pattern with {{year}}")
     catalog = _catalog(path)
@@ -89,7 +90,7 @@ def layer_sources(text: str, product: Product, years: Sequence[int], *, bands: B
     return {image: StacScenes(str(path.resolve()), collection, cloud_cover)}
 
 
-def open_inputs(product: Product, source: str, years: Sequence[int], *, mask: str | None = None,
+def open_inputs(product: Product, source: str, years: Sequence[int | str], *, mask: str | None = None,
                 bands: BandMap = AS_IS, collection: str = "sentinel-2-l2a", cloud_cover: float = 20.0
                 ) -> Inputs:
     """The source of every product input: `source` for what it has, `mask` for the mask inputs (a raster,
@@ -121,7 +122,7 @@ def open_inputs(product: Product, source: str, years: Sequence[int], *, mask: st
     return Inputs(sources, frozenset(absent), tuple(notes))
 
 
-def check_inputs(inputs: Inputs, product: Product, years: Sequence[int], region: Bounds | BaseGeometry
+def check_inputs(inputs: Inputs, product: Product, years: Sequence[int | str], region: Bounds | BaseGeometry
                  ) -> dict[str, dict[int, float]]:
     """Check every input's source over the region (its polygon, or a bounding box) before any work: one line
     on failure, and a run whose input has no data anywhere over the region is refused (its map would be
@@ -131,7 +132,7 @@ def check_inputs(inputs: Inputs, product: Product, years: Sequence[int], region:
         if spec.name in inputs.absent:
             continue
         source = inputs.source(spec.name)
-        coverage[spec.name] = shares = source.check(spec, years, region)
+        coverage[spec.name] = shares = source.check(spec, [source_date(d) for d in spec.read_dates(years)], region)
         if not any(shares.values()):
             bounds = tuple(round(v, 4) for v in as_geometry(region).bounds)
             raise SourceError(f"{spec.name}: {source.description} has no data over the region {bounds} in "

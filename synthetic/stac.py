@@ -32,7 +32,7 @@ def write_catalog(out_dir: Path, grid: SceneGrid, years: list[int], seed: int, v
     geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
     catalog = pystac.Catalog(
         id="mapgen-synthetic",
-        description=f"Synthetic multi-year scene (mapgen.pipeline.synthetic {version}, seed {seed})",
+        description=f"Synthetic multi-year scene (mapgen.synthetic {version}, seed {seed})",
         title="mapgen synthetic scene")
     for year in years:
         item = pystac.Item(

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from mapgen.pipeline.normalise import normalise
+
 Bounds = tuple[float, float, float, float]
 Log = Callable[[str], None]
 
@@ -33,14 +35,9 @@ class Normalisation:
         return cls(tuple(image.bands), tuple(image.mean), tuple(image.std))
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """(C, H, W) or (N, C, H, W) reflectance → z-scores; a pixel with any band missing → 0 in all bands."""
-        axis = -3
-        shape = [1] * pixels.ndim
-        shape[axis] = len(self.mean)
-        mean = np.asarray(self.mean, dtype=np.float32).reshape(shape)
-        std = np.asarray(self.std, dtype=np.float32).reshape(shape)
-        valid = np.isfinite(pixels).all(axis=axis, keepdims=True)
-        return np.where(valid, (pixels - mean) / std, 0.0).astype(np.float32)
+        """(C, H, W) or (N, C, H, W) reflectance → z-scores; a pixel with any band missing → 0 in all bands
+        (the engine's `mapgen.pipeline.normalise.normalise`)."""
+        return normalise(pixels, self.mean, self.std)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bands": list(self.bands), "mean": list(self.mean), "std": list(self.std),
@@ -122,7 +119,7 @@ def rooftop_share_in_built(scene_dirs: Sequence[str | Path], *, built_threshold:
 def ensure_scene(out_dir: Path, bounds: Bounds, years: Sequence[int], seed: int, margin_px: int,
                  log: Log = print) -> Path:
     """Generate a scene unless the directory already holds this very one; refuse a different one."""
-    from mapgen.pipeline.synthetic import generate_scene
+    from mapgen.synthetic import generate_scene
 
     if (out_dir / "synth.json").is_file():
         info = scene_info(out_dir)

@@ -128,7 +128,7 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
         lon, lat = grid.hr_to_lonlat(v.cx / dx, v.cy / dy)
         villages.append({"lon": lon, "lat": lat, "radius_m": v.radius, "n_planned": v.n_buildings})
     meta = {
-        "generator": "mapgen.pipeline.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
+        "generator": "mapgen.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
         "bounds": list(wsen), "years": ys, "res": grid.res, "scale": grid.scale, "margin_px": int(margin_px),
         "grid": grid.describe(),
         "files": {k: f"{{year}}/{k}.tif" for k in ("s2", "built", "rooftops", "landcover")},

@@ -1,4 +1,5 @@
-"""The `mapgen` command: a thin layer over mapgen.pipeline, mapgen.tiles and mapgen.workflows."""
+"""The `mapgen` commands: they parse the command line and call the library (mapgen.pipeline, mapgen.tiles,
+mapgen.workflows, mapgen.synthetic, mapgen.training, mapgen.models)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from pathlib import Path
 import click
 
 from mapgen.tiles import RegionError, load_region
-from mapgen.workflows import ProductError, load_product
-
-from .years import parse_years
+from mapgen.workflows import DateError, ProductError, load_product, parse_dates
+from mapgen.workflows.dates import parse_years
 
 # Errors that mean "bad input": shown as one line, exit status 2, nothing started.
 _INPUT_ERRORS: tuple[type[Exception], ...] = (RegionError, ProductError, ValueError, FileNotFoundError)
@@ -30,6 +30,33 @@ class _YearsType(click.ParamType):
 
 
 YEARS = _YearsType()
+
+
+class _DatesType(click.ParamType):
+    name = "DATES"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return parse_dates(value)
+        except DateError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DATES = _DatesType()
+
+
+def _run_dates(years: list[int] | None, dates: list[str] | None) -> list:
+    """The run's dates from --years or --dates (exactly one of them)."""
+    if (years is None) == (dates is None):
+        raise click.UsageError("give the run's dates as --years 2016-2021 or --dates 2018-08,2020-08 (one of them)")
+    return years if years is not None else dates
+
+
+def _region_name(region: str, name: str | None) -> str:
+    """What {region} stands for (per-region checkpoints, mosaic names): --region-name, else the file's stem."""
+    return name or Path(region).stem
 
 
 def _fail(exc: Exception) -> None:
@@ -86,7 +113,9 @@ def _common(fn):
                       "(default: the product's).")(fn)
     fn = click.option("--region", required=True, type=click.Path(dir_okay=False),
                       help="Region of interest: GeoJSON or any vector file.")(fn)
-    fn = click.option("--years", required=True, type=YEARS,
+    fn = click.option("--dates", default=None, type=DATES,
+                      help="The run's dates instead of --years, e.g. 2018-08,2020-08 (one precision).")(fn)
+    fn = click.option("--years", default=None, type=YEARS,
                       help="e.g. 2016-2021, 2016,2018 or 2016-last (the last complete year).")(fn)
     fn = click.option("--product", required=True, help="Product name (e.g. cbra) or product .toml file.")(fn)
     return fn
@@ -96,46 +125,59 @@ def _common(fn):
 @_common
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--list-tiles/--no-list-tiles", default=True, show_default=True, help="List the tile names.")
-def plan(product: str, years: list[int], region: str, block_size: str | None, as_json: bool, list_tiles: bool) -> None:
+def plan(product: str, years: list[int] | None, dates: list[str] | None, region: str, block_size: str | None,
+         as_json: bool, list_tiles: bool) -> None:
     """Show the tiles, blocks, area, windows and compute of a run without running anything."""
+    from mapgen.pipeline.context import tile_scheme
+    from mapgen.pipeline.estimate import estimate
+    from mapgen.pipeline.post import check_product
     from mapgen.tiles import plan_region
 
-    from .context import tile_scheme
-    from .estimate import estimate
-
     try:
+        when = _run_dates(years, dates)
         spec = load_product(product)
-        the_plan = plan_region(load_region(region), tile_scheme(spec, block_size), years)
+        check_product(spec)
+        the_plan = plan_region(load_region(region), tile_scheme(spec, block_size), when)
     except _INPUT_ERRORS as exc:
         _fail(exc)
     summary = {"product": spec.name, **the_plan.summary()}
-    from .windows import WindowLattice
-
-    summary["compute"] = estimate(the_plan, WindowLattice(spec.window.size, spec.window.stride))
+    summary["compute"] = estimate(the_plan, spec)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    first, last = the_plan.dates[0], the_plan.dates[-1]
+    kind = "years" if years is not None else "dates"
+    size = (f"{summary['tile_size_deg']}°" if summary["tile_width_deg"] == summary["tile_height_deg"]
+            else f"{summary['tile_width_deg']:.6g}° × {summary['tile_height_deg']:.6g}°")
+    frames = " (GB/T 13989 1:25,000 map frames)" if summary["grid_kind"] == "map_frame" else ""
     click.echo(f"product {spec.name}: {spec.title}")
-    click.echo(f"years {years[0]}–{years[-1]} ({len(years)}), region bounds {summary['bounds']}")
-    click.echo(f"tiles {summary['tiles']} ({summary['tile_size_deg']}°), blocks {summary['blocks']:,} "
-               f"({summary['block_size_deg']}°), block-years {summary['block_years']:,}")
+    click.echo(f"{kind} {first}–{last} ({len(the_plan.dates)}), region bounds {summary['bounds']}")
+    click.echo(f"tiles {summary['tiles']} ({size}){frames}, blocks {summary['blocks']:,} "
+               f"({summary['block_size_deg']}°), block-dates {summary['block_years']:,}")
     click.echo(f"area {summary['area_km2']:,.1f} km² in blocks ({summary['region_area_km2']:,.1f} km² of region)")
     click.echo(f"pixels per year: input {summary['input_pixels_per_year']:,}, "
                f"output {summary['output_pixels_per_year']:,}")
     compute = summary["compute"]
-    click.echo(f"windows {compute['windows']:,} ({spec.window.size} px, stride {spec.window.stride}); the full "
-               f"STSR-Seg needs {compute['full_model_flop']:.2e} FLOP: {compute['h100_bf16_peak_hours']:,.1f} h of "
-               "one H100 at its bf16 peak (a bound, not a measurement)")
+    model = compute["model"]
+    if compute["full_model_flop"] is None:
+        click.echo(f"windows {compute['windows']:,} ({spec.window.size} px, stride {spec.window.stride}); "
+                   f"model {model['architecture']}: {model['note']}")
+    else:
+        click.echo(f"windows {compute['windows']:,} ({spec.window.size} px, stride {spec.window.stride}); the full "
+                   f"{model['architecture']} ({model['gflop_per_window']:.1f} GFLOP a window) needs "
+                   f"{compute['full_model_flop']:.2e} FLOP: {compute['h100_bf16_peak_hours']:,.1f} h of one H100 at "
+                   "its bf16 peak (a bound, not a measurement)")
     gpu_figures = [m for m in compute["measured"] if m["kind"] == "gpu"]
     for m in compute["measured"]:
         unit = "GPU-hours" if m["kind"] == "gpu" else "CPU-hours"
-        click.echo(f"  {m['hours']:,.1f} {unit} at {m['windows_per_s']:,.1f} windows/s: STSR-Seg {m['config']}, "
+        click.echo(f"  {m['hours']:,.1f} {unit} at {m['windows_per_s']:,.1f} windows/s: {model['architecture']} "
+                   f"{m['config']}, "
                    f"{m['precision']}, batch {m['batch']} on {m['device']} (measured {m['date']})")
     if not gpu_figures:
-        click.echo("  GPU-hours: no GPU figure measured yet; on a GPU machine run "
+        click.echo(f"  GPU-hours: no GPU figure of {model['architecture']} measured yet; on a GPU machine run "
                    "python benchmarks/inference.py --record")
     if list_tiles:
-        for name in summary["tile_names"][str(years[0])]:
+        for name in next(iter(summary["tile_names"].values())):
             click.echo(f"  {name}")
 
 
@@ -168,7 +210,7 @@ def _source_options(fn):
 
 def _inputs(spec, years: list[int], source: str, mask: str | None, bands: str | None, scale: float | None,
             offset: float | None, nodata: float | None, collection: str, cloud_cover: float):
-    from .sources import BandMap, open_inputs
+    from mapgen.pipeline.sources import BandMap, open_inputs
 
     order = tuple(b.strip() for b in bands.split(",")) if bands else None
     return open_inputs(spec, source, years, mask=mask, bands=BandMap(order, scale, offset, nodata),
@@ -216,14 +258,17 @@ def _cluster_options(fn):
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--force-restart", is_flag=True, help="OUT holds a run of other inputs or settings: start this one "
               "over there (its tiles are remade; the old run's progress is dropped).")
-def run(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
+@click.option("--region-name", default=None, help="The region's name, for a product with a checkpoint per region "
+              "({region}) and mosaics named by region (default: the region file's name, e.g. wuhan).")
+def run(product: str, years: list[int] | None, dates: list[str] | None, region: str, block_size: str | None,
+        source: str, mask: str | None,
         bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
         cloud_cover: float, out: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
         workers: int | None, threads_per_worker: int | None, checkpoint: str | None, device: str, precision: str,
-        batch: int | None, progress: bool, force_restart: bool) -> None:
-    """Produce the product's tiles over a region and years."""
-    from .cluster import ClusterError, check_settings, cluster_kind, load_config, make_client
-    from .run import RunError
+        batch: int | None, progress: bool, force_restart: bool, region_name: str | None) -> None:
+    """Produce the product's tiles over a region and years (or dates)."""
+    from mapgen.pipeline.cluster import ClusterError, check_settings, cluster_kind, load_config, make_client
+    from mapgen.pipeline.run import RunError
 
     try:
         if cluster_config:
@@ -231,15 +276,16 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
         check_settings()
         kind = cluster_kind(cluster, scheduler)
         ctx, the_plan = _prepare_run(
-            product=product, years=years, region=region, block_size=block_size, source=source, mask=mask,
-            bands=bands, scale=scale, offset=offset, nodata=nodata, collection=collection, cloud_cover=cloud_cover,
-            out=out, checkpoint=checkpoint, device=device, precision=precision, batch=batch,
-            cluster=kind, restart=force_restart)
+            product=product, years=_run_dates(years, dates), region=region, block_size=block_size, source=source,
+            mask=mask, bands=bands, scale=scale, offset=offset, nodata=nodata, collection=collection,
+            cloud_cover=cloud_cover, out=out, checkpoint=checkpoint, device=device, precision=precision, batch=batch,
+            cluster=kind, restart=force_restart, region_name=_region_name(region, region_name))
     except (*_INPUT_ERRORS, RunError, ClusterError) as exc:
         _fail(exc)
     summary = the_plan.summary()
-    click.echo(f"{ctx.product.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × "
-               f"{len(ctx.years)} year(s) → {ctx.out_dir} ({ctx.model.device}, {ctx.model.precision})", err=True)
+    when = f"{len(ctx.dates)} year(s)" if ctx.annual else f"{len(ctx.dates)} date(s)"
+    click.echo(f"{ctx.product.name}: {summary['tiles']} tile(s), {summary['blocks']} block(s) × {when} → "
+               f"{ctx.out_dir} ({ctx.model.device}, {ctx.model.precision})", err=True)
     for line in ctx.warnings:
         click.echo(f"mapgen: warning: {line}", err=True)
     try:
@@ -249,30 +295,27 @@ def run(product: str, years: list[int], region: str, block_size: str | None, sou
     _stream_run(client, ctx, the_plan, progress)
 
 
-def _prepare_run(*, product: str, years: list[int], region: str, block_size: str | None, source: str,
+def _prepare_run(*, product: str, years: list, region: str, block_size: str | None, source: str,
                  mask: str | None, bands: str | None, scale: float | None, offset: float | None,
                  nodata: float | None, collection: str, cloud_cover: float, out: str, checkpoint: str | None,
-                 device: str, precision: str, batch: int | None, cluster: str | None, restart: bool = False):
+                 device: str, precision: str, batch: int | None, cluster: str | None, restart: bool = False,
+                 region_name: str = ""):
     """Every check of a run, before any cluster starts: (context, plan). `cluster` is the kind or scheduler
     address the run will go to (None: the `mapgen.cluster` setting), for `--device auto`."""
-    from .cluster import resolve_device, setting
-    from .run import prepare
+    from mapgen.pipeline.run import prepare
 
     spec = load_product(product)
     inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
-    device = resolve_device(device, cluster or setting("cluster"))
-    if batch is None and device.startswith("cuda"):
-        batch = int(setting("gpu-batch"))
     return prepare(spec, load_region(region), years, inputs, out, checkpoint=checkpoint, block_size=block_size,
-                   device=device, precision=None if precision == "auto" else precision, batch=batch,
-                   restart=restart)
+                   device=device, cluster=cluster, precision=None if precision == "auto" else precision,
+                   batch=batch, restart=restart, region_name=region_name)
 
 
 def _stream_run(client, ctx, the_plan, progress: bool) -> None:
     """Stream the plan through the client's cluster and print the summary; exit 1 if anything failed, 130 if
     interrupted (the same command resumes). Closes the client and the cluster it made."""
-    from .cluster import close_client, setting
-    from .run import execute
+    from mapgen.pipeline.cluster import close_client, setting
+    from mapgen.pipeline.run import execute
 
     bar = _progress_bar(progress, "task")
 
@@ -305,19 +348,29 @@ def _stream_run(client, ctx, the_plan, progress: bool) -> None:
               "(a Zarr v3 store); give it to mapgen run as --source.")
 @_cluster_options
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def fetch(product: str, years: list[int], region: str, block_size: str | None, source: str, mask: str | None,
+def fetch(product: str, years: list[int] | None, dates: list[str] | None, region: str, block_size: str | None,
+          source: str, mask: str | None,
           bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
           cloud_cover: float, cache: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
           workers: int | None, threads_per_worker: int | None, progress: bool) -> None:
     """Fetch the inputs of every block-year into a local Zarr cache (resumable, parallel)."""
-    from .cluster import ClusterError, check_settings, close_client, cluster_kind, load_config, make_client, setting
-    from .fetch import execute_fetch, prepare_fetch
+    from mapgen.pipeline.cluster import (
+        ClusterError,
+        check_settings,
+        close_client,
+        cluster_kind,
+        load_config,
+        make_client,
+        setting,
+    )
+    from mapgen.pipeline.fetch import execute_fetch, prepare_fetch
 
     try:
         if cluster_config:
             load_config(cluster_config)
         check_settings()
         cluster_kind(cluster, scheduler)
+        years = _run_dates(years, dates)
         spec = load_product(product)
         inputs = _inputs(spec, years, source, mask, bands, scale, offset, nodata, collection, cloud_cover)
         job = prepare_fetch(spec, load_region(region), years, inputs, cache, block_size=block_size)
@@ -355,8 +408,8 @@ def fetch(product: str, years: list[int], region: str, block_size: str | None, s
               "a year (plus one over the cloud limit) as a STAC catalog in OUT/scenes.")
 def synth(region: str, years: list[int], out: str, seed: int, scenes: int) -> None:
     """Make a synthetic multi-year scene over a region (COGs + a STAC catalog), usable as --source."""
-    from .synthetic import generate_scene
-    from .synthetic.scenes import write_scene_catalog
+    from mapgen.synthetic import generate_scene
+    from mapgen.synthetic.scenes import write_scene_catalog
 
     try:
         geometry = load_region(region)
@@ -434,10 +487,9 @@ def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bound
     import torch
 
     from mapgen.models import LossConfig, STSRSegConfig
-
-    from .training import TrainConfig, TrainingError, rooftop_share_in_built, scenes_from_seeds
-    from .training import train as run_training
-    from .training.scenes import ensure_scene
+    from mapgen.training import TrainConfig, TrainingError, rooftop_share_in_built, scenes_from_seeds
+    from mapgen.training import train as run_training
+    from mapgen.training.scenes import ensure_scene
 
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
@@ -493,7 +545,7 @@ def evaluate(out: str, reference: str, years: list[int] | None, compare: str | N
     R² of foreground fractions, and (with --source) window level against map level."""
     from tqdm import tqdm  # noqa: I001
 
-    from .evaluate import EvaluationError, evaluate_run
+    from mapgen.pipeline.evaluate import EvaluationError, evaluate_run
 
     bars = []  # made on the first block, so that a refusal prints its line alone
 
@@ -567,7 +619,7 @@ def config(cluster_config: str | None, kubernetes_spec: bool) -> None:
     import dask.config
     import yaml
 
-    from .cluster import DEFAULTS, ClusterError, check_settings, kubernetes_cluster_spec, load_config
+    from mapgen.pipeline.cluster import DEFAULTS, ClusterError, check_settings, kubernetes_cluster_spec, load_config
 
     try:
         if cluster_config:

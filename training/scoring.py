@@ -14,7 +14,7 @@ import torch
 from mapgen.models import STSRSeg
 from mapgen.pipeline import kernels
 from mapgen.pipeline.metrics import Confusion
-from mapgen.pipeline.stitch import max_stitch
+from mapgen.pipeline.scoring import stitched_confidence
 from mapgen.pipeline.windows import WindowLattice
 from mapgen.tiles import Box
 
@@ -44,20 +44,6 @@ def evaluate_windows(model: STSRSeg, sampler: PatchSampler, n: int, batch: int) 
         confusion.add(model.predict(data.x).numpy() > 0.5, data.y.numpy() > 0.5)
         positives += int(positive.sum())
     return {**confusion.to_dict(), "windows": n, "windows_built": positives}
-
-
-@torch.no_grad()
-def stitched_confidence(model: STSRSeg, image: np.ndarray, read: Box, origins: np.ndarray, lattice: WindowLattice,
-                        batch: int, border: int = 0) -> np.ndarray:
-    """Sigmoid confidence over `read` (output resolution) from the windows at `origins` of a normalised
-    (C, H, W) image covering `read`, stitched by the pipeline's `max_stitch` with `border`."""
-    model.eval()
-    windows = lattice.extract(image, read, origins)
-    conf = np.concatenate([
-        model.predict(torch.from_numpy(windows[i:i + batch]), batch_size=batch)[:, 0].numpy()
-        for i in range(0, len(windows), batch)
-    ])
-    return max_stitch(conf, origins, read, model.config.scale, border)
 
 
 def predict_scene(model: STSRSeg, x: np.ndarray, *, size: int, stride: int, batch: int,
