@@ -10,41 +10,30 @@ from pathlib import Path
 import click
 
 from mapgen.tiles import RegionError, load_region
-from mapgen.workflows import DateError, ProductError, load_product, parse_dates
+from mapgen.workflows import ProductError, load_product, parse_dates
 from mapgen.workflows.dates import parse_years
 
 # Errors that mean "bad input": shown as one line, exit status 2, nothing started.
 _INPUT_ERRORS: tuple[type[Exception], ...] = (RegionError, ProductError, ValueError, FileNotFoundError)
 
 
-class _YearsType(click.ParamType):
-    name = "YEARS"
+class _ListType(click.ParamType):
+    """A list option parsed by a library function, whose ValueError becomes click's one-line usage error."""
+
+    def __init__(self, name: str, parse) -> None:
+        self.name, self.parse = name, parse
 
     def convert(self, value, param, ctx):
         if isinstance(value, list):
             return value
         try:
-            return parse_years(value)
+            return self.parse(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
-YEARS = _YearsType()
-
-
-class _DatesType(click.ParamType):
-    name = "DATES"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            return parse_dates(value)
-        except DateError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DATES = _DatesType()
+YEARS = _ListType("YEARS", parse_years)
+DATES = _ListType("DATES", parse_dates)
 
 
 def _run_dates(years: list[int] | None, dates: list[str] | None) -> list:
@@ -153,7 +142,7 @@ def plan(product: str, years: list[int] | None, dates: list[str] | None, region:
     click.echo(f"product {spec.name}: {spec.title}")
     click.echo(f"{kind} {first}–{last} ({len(the_plan.dates)}), region bounds {summary['bounds']}")
     click.echo(f"tiles {summary['tiles']} ({size}){frames}, blocks {summary['blocks']:,} "
-               f"({summary['block_size_deg']}°), block-dates {summary['block_years']:,}")
+               f"({summary['block_size_deg']:.6g}°), block-dates {summary['block_years']:,}")
     click.echo(f"area {summary['area_km2']:,.1f} km² in blocks ({summary['region_area_km2']:,.1f} km² of region)")
     click.echo(f"pixels per year: input {summary['input_pixels_per_year']:,}, "
                f"output {summary['output_pixels_per_year']:,}")
@@ -267,6 +256,16 @@ def run(product: str, years: list[int] | None, dates: list[str] | None, region: 
         workers: int | None, threads_per_worker: int | None, checkpoint: str | None, device: str, precision: str,
         batch: int | None, progress: bool, force_restart: bool, region_name: str | None) -> None:
     """Produce the product's tiles over a region and years (or dates)."""
+    _run(**locals())
+
+
+def _run(*, product: str, years: list[int] | None, dates: list[str] | None, region: str, block_size: str | None,
+         source: str, mask: str | None, bands: str | None, scale: float | None, offset: float | None,
+         nodata: float | None, collection: str, cloud_cover: float, out: str, cluster: str | None,
+         scheduler: str | None, cluster_config: str | None, workers: int | None, threads_per_worker: int | None,
+         checkpoint: str | None, device: str, precision: str, batch: int | None, progress: bool,
+         force_restart: bool, region_name: str | None) -> None:
+    """`mapgen run` once its options are parsed (also what `mapgen workflow run` calls)."""
     from mapgen.pipeline.cluster import ClusterError, check_settings, cluster_kind, load_config, make_client
     from mapgen.pipeline.run import RunError
 
@@ -484,27 +483,19 @@ def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bound
     import dataclasses
     import shlex
 
-    import torch
-
-    from mapgen.models import LossConfig, STSRSegConfig
+    from mapgen.models import LossConfig
     from mapgen.training import TrainConfig, TrainingError, rooftop_share_in_built, scenes_from_seeds
     from mapgen.training import train as run_training
+    from mapgen.training.options import model_config as configure
+    from mapgen.training.options import train_device
     from mapgen.training.scenes import ensure_scene
 
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
         load_product(product)
         hr_w, tc_w, sg_w = LossConfig.parse_weights(loss_weights)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if arch == "full":
-            model_config = STSRSegConfig.full()
-        else:
-            widths = {"sr_features": sr_features, "sr_blocks": sr_blocks, "encoder_width": encoder_width}
-            if arch == "small" and any(v is not None for v in widths.values()):
-                raise ValueError("--sr-features/--sr-blocks/--encoder-width need --config custom")
-            model_config = STSRSegConfig(**{**STSRSegConfig.small().to_dict(),
-                                            **{k: v for k, v in widths.items() if v is not None}})
+        device = train_device(device)
+        model_config = configure(arch, sr_features=sr_features, sr_blocks=sr_blocks, encoder_width=encoder_width)
         config = TrainConfig(
             steps=steps, batch_hr=batch_hr, batch_lr=batch_lr, lr=lr, schedule=schedule, warmup=warmup, seed=seed,
             loss=LossConfig(hr_weight=hr_w, tc_weight=tc_w, sg_weight=sg_w, sg_mean=sg_mean, sg_std=sg_std),
@@ -606,7 +597,9 @@ def workflow_run(file: str, extra: tuple[str, ...]) -> None:
     except _INPUT_ERRORS as exc:
         _fail(exc)
     click.echo(f"mapgen: job {job.name}: {job.command()} {' '.join(extra)}".rstrip(), err=True)
-    run.main(args=[*job.argv, *extra], prog_name="mapgen run", standalone_mode=True)
+    # the job's options, then those given after FILE, parsed as `mapgen run` parses its own; then the run
+    with run.make_context("mapgen run", [*job.argv, *extra]) as run_ctx:
+        _run(**run_ctx.params)
 
 
 @main.command()

@@ -23,6 +23,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from mapgen.files import atomic
+
 from .registry import Architecture, ModelConfig, architecture_for_config, get_architecture
 from .state_dict import check_state_dict, load_state_dict_checked
 
@@ -46,19 +48,6 @@ def sha256_bytes(data: bytes) -> str:
 
 def _short(digest: str) -> str:
     return f"{digest[:_HASH_SHOWN]}…"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Write then rename, so that a reader never sees a half-written file under the final name.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_meta(meta: Mapping[str, Any] | None) -> None:
@@ -86,7 +75,7 @@ def write_sidecar(
     digest = sha256 if sha256 is not None else sha256_bytes(path.read_bytes())
     document = {"architecture": architecture, "config": config.to_dict(), "sha256": digest, **(meta or {})}
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _atomic_write(sidecar_path(path), text.encode("utf-8"))
+    atomic.write_text(sidecar_path(path), text, fsync=True)
     return digest
 
 
@@ -115,7 +104,8 @@ def save_checkpoint(
     # A single metadata entry: safetensors' header must not depend on a hash-map's iteration order.
     data = safetensors.torch.save(tensors, metadata={"format": "pt"})
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, data)
+    # write then rename (fsynced), so that a reader never sees a half-written file under the final name
+    atomic.write_bytes(path, data, fsync=True)
     return write_sidecar(path, architecture.name, config, meta, sha256=sha256_bytes(data))
 
 

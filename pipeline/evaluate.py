@@ -30,8 +30,7 @@ from rasterio.enums import Resampling
 from mapgen.tiles import Box, Grid
 from mapgen.workflows import Product, load_product
 
-from . import kernels
-from .classes import FOREGROUND, lookup_table
+from .classes import FOREGROUND, NODATA, lookup_table
 from .context import tile_scheme
 from .metrics import Confusion, block_fraction, flicker, r_squared
 from .normalise import normalise
@@ -188,7 +187,8 @@ class FinishedRun:
 
 
 class IsolatedWindows:
-    """Sigmoid > 0.5 of the model on non-overlapping windows of the global lattice, each on its own."""
+    """The model's threshold (the product's first post step; CBRA: sigmoid > 0.5) on non-overlapping windows of
+    the global lattice, each on its own."""
 
     def __init__(self, run: FinishedRun, source: str, checkpoint: str | None, threads: int = 2) -> None:
         import torch  # noqa: I001 (heavy: only when asked for)
@@ -210,7 +210,7 @@ class IsolatedWindows:
 
     def predict(self, year: int, out_box: Box) -> np.ndarray:
         """(H, W) foreground of `out_box` (output grid), False where the input has no data."""
-        from .scoring import stitched_confidence
+        from .scoring import product_codes, stitched_confidence
         from .windows import WindowLattice
 
         scale = self.run.scale
@@ -222,7 +222,8 @@ class IsolatedWindows:
         valid = np.isfinite(pixels).all(axis=0)
         x = normalise(pixels, self.image.mean, self.image.std, valid=valid)
         canvas = stitched_confidence(self.model, x, read, origins, lattice, self.batch)
-        fg = (canvas > 0.5) & np.repeat(np.repeat(valid, scale, axis=0), scale, axis=1)
+        # the model's own threshold: the product's first post step, as the run applies it
+        fg = product_codes(self.run.product, canvas, valid, lambda _name: None, scale, steps=1) == FOREGROUND
         rows, cols = out_box.slices_in(read.scaled(scale))
         return fg[rows, cols]
 
@@ -352,8 +353,8 @@ def evaluate_run(out_dir: str | Path, reference: str, *, years: list[int] | None
         after_valid = np.stack([v for _, v in finals])
         codes = run.before_vote(box)[index]
         for key, stack, valid in (("after_vote", after, after_valid),
-                                  ("before_vote", (codes == kernels.FOREGROUND).astype(np.uint8),
-                                   codes != kernels.NODATA)):
+                                  ("before_vote", (codes == FOREGROUND).astype(np.uint8),
+                                   codes != NODATA)):
             flips, pairs = flicker(stack, valid, stable)
             result.flips[key][0] += flips
             result.flips[key][1] += pairs

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
+from mapgen.files import replacing, scratch_file, write_text
+from mapgen.files.cog import translate_to_cog
 from mapgen.tiles import Box, Grid
 from mapgen.workflows import OutputSpec
 
@@ -58,49 +58,42 @@ def write_tile(path: Path, grid: Grid, extent: Box, parts: Iterable[tuple[Box, n
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(scratch_dir) if scratch_dir is not None else path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    scratch = folder / f".{path.name}.{os.getpid()}.scratch.tif"
-    partial = folder / f".{path.name}.{os.getpid()}.partial.tif"
     profile = {
         "driver": "GTiff", "width": extent.width, "height": extent.height, "count": 1, "dtype": "uint8",
         "crs": grid.crs, "transform": grid.transform(extent), "tiled": True, "blockxsize": 512,
         "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER", "nodata": spec.nodata,
     }
     need = tile_space_needed(extent)
-    try:
-        ensure_space(folder, need, f"the temporaries of {path}")
-        with rasterio.Env(**TIFF_ENV):
-            with rasterio.open(scratch, "w", **profile) as dst:
-                # a tile's extent is a rectangle; parts of it no block covers stay nodata
-                for window in (w for _, w in dst.block_windows(1)):
-                    dst.write(np.full((int(window.height), int(window.width)), spec.nodata, np.uint8), 1,
-                              window=window)
-                for box, codes in parts:
-                    window = Window(box.col - extent.col, box.row - extent.row, box.width, box.height)
-                    dst.write(encode(codes, table), 1, window=window)
-                dst.write_colormap(1, colormap(spec))
-                dst.set_band_description(1, spec.band_description)
-                dst.update_tags(**tags)
-            need = (TEMPORARIES_FACTOR - 1) * scratch.stat().st_size + (1 << 20)
-            ensure_space(folder, need, f"the COG of {path}")
-            cog_profile = cog_profiles.get(spec.compress)
-            cog_profile.update(blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER")
-            # the translator's temporary goes beside `partial`, i.e. in the scratch folder; compressed, it
-            # is about the tile's size instead of 1.5 × the uncompressed pixels
-            cog_translate(str(scratch), str(partial), cog_profile, overview_resampling=spec.overview_resampling,
-                          quiet=True, in_memory=False, config=TIFF_ENV, use_cog_driver=False,
-                          allow_intermediate_compression=True)
-        os.replace(partial, path)
-    except DiskFull:
-        raise
-    except Exception as exc:
-        # GDAL reports a full disk in many words ("TIFFRewriteDirectory", "Write failed", "not recognized
-        # as being in a supported file format"): tell it by the space left
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or free_bytes(folder) < need:
-            raise full_disk(folder, need, str(path)) from None
-        raise
-    finally:
-        for leftover in (scratch, partial):
-            leftover.unlink(missing_ok=True)
+    ensure_space(folder, need, f"the temporaries of {path}")
+    # the scratch GTiff, the COG under its partial name and the translator's temporary (beside the partial)
+    # all lie in `folder`; the partial is renamed onto `path` only once the COG is complete
+    with replacing(path, scratch_dir=folder, suffix=".partial.tif") as partial, \
+            scratch_file(path, scratch_dir=folder, suffix=".scratch.tif") as scratch:
+        try:
+            with rasterio.Env(**TIFF_ENV):
+                with rasterio.open(scratch, "w", **profile) as dst:
+                    # a tile's extent is a rectangle; parts of it no block covers stay nodata
+                    for window in (w for _, w in dst.block_windows(1)):
+                        dst.write(np.full((int(window.height), int(window.width)), spec.nodata, np.uint8), 1,
+                                  window=window)
+                    for box, codes in parts:
+                        window = Window(box.col - extent.col, box.row - extent.row, box.width, box.height)
+                        dst.write(encode(codes, table), 1, window=window)
+                    dst.write_colormap(1, colormap(spec))
+                    dst.set_band_description(1, spec.band_description)
+                    dst.update_tags(**tags)
+                need = (TEMPORARIES_FACTOR - 1) * scratch.stat().st_size + (1 << 20)
+                ensure_space(folder, need, f"the COG of {path}")
+                translate_to_cog(scratch, partial, compress=spec.compress,
+                                 overview_resampling=spec.overview_resampling, config=TIFF_ENV)
+        except DiskFull:
+            raise
+        except Exception as exc:
+            # GDAL reports a full disk in many words ("TIFFRewriteDirectory", "Write failed", "not recognized
+            # as being in a supported file format"): tell it by the space left, before the temporaries go
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or free_bytes(folder) < need:
+                raise full_disk(folder, need, str(path)) from None
+            raise
 
 
 def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec, *, scratch_dir: Path | None = None) -> None:
@@ -151,6 +144,4 @@ def write_vrt(path: Path, tiles: list[Path], spec: OutputSpec, *, scratch_dir: P
     )
     folder = Path(scratch_dir) if scratch_dir is not None else path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{os.getpid()}.partial"
-    tmp.write_text(xml)
-    os.replace(tmp, path)
+    write_text(path, xml, scratch_dir=folder, suffix=".partial")

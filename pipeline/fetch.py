@@ -7,7 +7,6 @@ step reach into, cut along the block lattice so that each piece is one chunk of 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from shapely.geometry.base import BaseGeometry
 
+from mapgen.files import atomic
 from mapgen.tiles import Box, Grid, Plan, plan_region
 from mapgen.workflows import Product
 
@@ -191,10 +191,8 @@ def execute_fetch(client, job: FetchJob, *, progress: Callable[[int, int], None]
             progress(done, total)
     report.seconds = time.perf_counter() - started
     path = Path(job.cache.path) / "fetch-report.json"
-    tmp = path.with_name(".fetch-report.json.tmp")
     try:
-        tmp.write_text(json.dumps(asdict(report), indent=2, sort_keys=True, default=float))
-        os.replace(tmp, path)
+        atomic.write_text(path, json.dumps(asdict(report), indent=2, sort_keys=True, default=float))
     finally:
         lock.release(job.cache.path)
     return report

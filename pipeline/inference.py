@@ -63,19 +63,22 @@ def _activate(scores: torch.Tensor, activation: str, channel_axis: int) -> torch
     return scores  # "logits": stitched and post-processed as they are
 
 
-def predict_heads(ref: ModelRef, windows: Mapping[str, np.ndarray], batch: int, *,
+def predict_heads(ref: ModelRef | torch.nn.Module, windows: Mapping[str, np.ndarray], batch: int, *,
                   activations: Mapping[str, str], meta: ModelMeta | None = None) -> dict[str, np.ndarray]:
     """Each head's activated scores, float32 (N, [T,] K, S, S), for N windows given per input name
-    ((N, C, h, w), or (N, T, C, h, w) for a network that sees several dates).
+    ((N, C, h, w), or (N, T, C, h, w) for a network that sees several dates). `ref` is a checkpoint (loaded
+    once per process) or a network in memory (training's held-out scores), run in fp32 where it lies.
 
     Every batch is padded to `batch` windows so each window goes through the same kernels whatever its
     company: a window's prediction must not depend on which block it was computed for. With
     `ref.precision == 'bf16'` the network runs under bfloat16 autocast on channels-last tensors, the fast
     path of tensor-core GPUs; scores come back as float32 either way.
     """
-    model = get_model(ref)
-    device = torch.device(ref.device)
-    bf16 = ref.precision == "bf16"
+    if isinstance(ref, ModelRef):
+        model, device, bf16 = get_model(ref), torch.device(ref.device), ref.precision == "bf16"
+    else:
+        model, bf16 = check_network(ref, type(ref).__name__), False
+        device = next(ref.parameters()).device
     meta = meta if meta is not None else ModelMeta()
     count = len(next(iter(windows.values())))
     outputs: dict[str, list[np.ndarray]] = {}
@@ -99,10 +102,11 @@ def predict_heads(ref: ModelRef, windows: Mapping[str, np.ndarray], batch: int, 
     return {head: np.concatenate(parts) for head, parts in outputs.items()}
 
 
-def predict_windows(ref: ModelRef, windows: np.ndarray, batch: int, activation: str = "sigmoid") -> np.ndarray:
+def predict_windows(ref: ModelRef | torch.nn.Module, windows: np.ndarray, batch: int,
+                    activation: str = "sigmoid") -> np.ndarray:
     """(N, scale·h, scale·w) confidences of a one-input, one-head network's channel 0 for (N, C, h, w)
-    normalised windows (CBRA's path; benchmarks and tests call it)."""
-    model = get_model(ref)
+    normalised windows (CBRA's path; benchmarks, evaluation and training's scores call it)."""
+    model = get_model(ref) if isinstance(ref, ModelRef) else ref
     if not len(windows):
         return np.zeros((0, 0, 0), dtype=np.float32)
     (head,) = model.heads

@@ -2,7 +2,8 @@
 
 A post chain turns one map's stitched scores (K channels at output resolution) into class codes: it
 starts with a step that makes codes (`threshold` of one channel, `argmax` over all) and may go on with
-steps on codes (`mask`). A temporal chain works on all maps of an output of a block (`majority_vote`).
+steps on codes (`mask`). A temporal chain works on all maps of an output of a block (`majority_vote`), or
+makes an output of another one's maps (`change`: one map per pair of consecutive dates).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from . import kernels
 
 CODE_KERNELS = ("threshold", "argmax")  # the first step of a post chain: scores → codes
 POST_KERNELS = (*CODE_KERNELS, "mask")
-TEMPORAL_KERNELS = ("majority_vote",)
+TEMPORAL_KERNELS = ("majority_vote", "change")
 
 PADDINGS = ("zeros", "reflect")
 STITCH_METHODS = ("max", "mean")
@@ -59,6 +60,9 @@ def check_product(product: Product) -> None:
     for output in product.outputs:
         at = f"{where}: output {output.name!r}" if output.name else where
         _one_of(at, "per", output.per, PER)
+        if output.of:
+            _check_derived(product, output, at)
+            continue
         if heads and output.head not in heads:
             raise ProductError(f"{at}: head = {output.head!r} names no head of [model.heads] "
                                f"({', '.join(sorted(heads))})")
@@ -71,6 +75,21 @@ def check_product(product: Product) -> None:
             raise ProductError(f"{at}: [output] nodata = {output.nodata} must be a uint8 value that is no "
                                f"class value ({values})")
         check_steps(output.post, output.temporal, at, inputs=tuple(names), classes=len(values))
+
+
+def _check_derived(product: Product, output: OutputSpec, where: str) -> None:
+    """An output made of another one's maps: a change map per pair of its dates, from its final codes."""
+    before = product.outputs[:product.outputs.index(output)]  # made first, so that the vote has their maps
+    sources = {o.name: o for o in before if not o.of}
+    if output.of not in sources or not output.of:
+        raise ProductError(f"{where}: of = {output.of!r} names no output made by the model "
+                           f"({', '.join(n for n in sources if n) or 'none'})")
+    if output.per != "pair" or output.head or output.post or [s.kernel for s in output.temporal] != ["change"]:
+        raise ProductError(f"{where}: an output of another one's maps needs per = \"pair\", no head and no post, "
+                           "and temporal = [{ kernel = \"change\" }]")
+    values = list(output.values)
+    if len(values) < 2 or not all(0 <= v <= 255 for v in values) or output.nodata in values:
+        raise ProductError(f"{where}: a change map lists two classes (no change, change) and a nodata apart")
 
 
 def _check_input(product: Product, spec, where: str) -> None:
@@ -151,6 +170,7 @@ _PARAMS: dict[str, dict[str, tuple[bool, str, Callable[[object], bool]]]] = {
              "resampling": (False, "'bilinear' or 'nearest'", lambda v: v in kernels.RESAMPLINGS)},
     "majority_vote": {"window": (False, "3 (the vote over a date and its two neighbours)",
                                  lambda v: v == 3 and not isinstance(v, bool))},
+    "change": {},
 }
 
 
@@ -224,8 +244,11 @@ def apply_post(steps: tuple[StepSpec, ...], scores: np.ndarray, valid: np.ndarra
 
 
 def apply_temporal(steps: tuple[StepSpec, ...], stack: np.ndarray) -> np.ndarray:
-    """The temporal chain over a (maps, H, W) stack of class codes."""
+    """The temporal chain over a (maps, H, W) stack of class codes; `change` makes one map per consecutive
+    pair (maps − 1)."""
     for step in steps:
         if step.kernel == "majority_vote":
             stack = kernels.majority_vote(stack)
+        elif step.kernel == "change":
+            stack = np.stack([kernels.change(a, b) for a, b in zip(stack, stack[1:], strict=False)])
     return stack

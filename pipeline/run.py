@@ -19,6 +19,7 @@ from pathlib import Path
 
 from shapely.geometry.base import BaseGeometry
 
+from mapgen.files import atomic
 from mapgen.tiles import Block, Plan, Tile, plan_region
 from mapgen.workflows import Product, ProductError
 from mapgen.workflows.dates import check_date
@@ -56,7 +57,7 @@ class RunError(RuntimeError):
 @dataclass
 class RunReport:
     product: str
-    years: list[int]
+    years: list[int | str]  # the run's dates: years, or ISO dates ('2018-08')
     tiles: int
     blocks: int
     status: str = "running"  # finished | failed (some blocks or tiles) | interrupted
@@ -91,7 +92,8 @@ class RunReport:
     def summary(self) -> str:
         tp = self.throughput
         lines = [
-            f"{self.product}: {self.status}; {self.tiles} tile(s) × {len(self.years)} year(s), {self.blocks} block(s)",
+            f"{self.product}: {self.status}; {self.tiles} tile(s) × {len(self.years)} "
+            f"{'year' if all(isinstance(y, int) for y in self.years) else 'date'}(s), {self.blocks} block(s)",
             f"  block-years computed {self.block_years_done}, skipped (already done) {self.block_years_skipped}; "
             f"blocks voted {self.blocks_voted}, skipped {self.blocks_skipped}, failed {len(self.blocks_failed)}",
             f"  tiles written {len(self.tiles_written)}, skipped {self.tiles_skipped}, failed {len(self.tiles_failed)}",
@@ -176,12 +178,9 @@ def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_
                     shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         sweep_scratch(out_dir)  # the same run again: what its killed writers left goes
         if not path.exists():
-            tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
             try:
-                tmp.write_text(json.dumps(identity, indent=2, sort_keys=True))
-                os.replace(tmp, path)
+                atomic.write_text(path, json.dumps(identity, indent=2, sort_keys=True))
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
                 raise RunError(f"--out {out_dir}: cannot write the run's manifest ({exc.strerror or exc})") from None
     except BaseException:
         lock.release(run_dir)
@@ -226,7 +225,7 @@ def check_model_contract(product: Product, dates: tuple[str, ...]) -> tuple[type
                            "activation in [model.heads]")
     frames = getattr(network, "frames", 1)
     for output in product.outputs:
-        if output.per == "pair" and frames == 1:
+        if output.per == "pair" and frames == 1 and not output.of:
             raise ProductError(f"{where}: output {output.name or product.name!r} is per pair of dates, but "
                                f"{product.model.architecture} sees one date at a time")
         if output.per == "pair" and len(dates) < 2:
@@ -533,10 +532,7 @@ def _throughput(report: RunReport) -> dict[str, float]:
 
 
 def _write_report(ctx: RunContext, report: RunReport) -> None:
-    path = Path(ctx.run_dir) / "report.json"
-    tmp = path.with_name(".report.json.tmp")
-    tmp.write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_text(Path(ctx.run_dir) / "report.json", json.dumps(asdict(report), indent=2, sort_keys=True))
 
 
 def local_client(workers: int = 2, threads_per_worker: int = 1):

@@ -1,27 +1,40 @@
-"""A model's stitched confidence over a box, outside the run's tasks: used by `mapgen evaluate` (isolated
-windows) and by training's held-out scores (`mapgen.training.scoring`), stitched as the run stitches."""
+"""The engine's window → model → stitch → post path outside a run's tasks, for a network in memory or a
+checkpoint: `mapgen evaluate` (isolated windows) and training's held-out scores (`mapgen.training.scoring`)
+go through the same functions as the run, so what is scored is what is mapped."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from mapgen.models import STSRSeg
 from mapgen.tiles import Box
+from mapgen.workflows import Product
 
+from .inference import ModelRef, predict_windows
+from .post import apply_post
 from .stitch import max_stitch
 from .windows import WindowLattice
 
 
-@torch.no_grad()
-def stitched_confidence(model: STSRSeg, image: np.ndarray, read: Box, origins: np.ndarray, lattice: WindowLattice,
-                        batch: int, border: int = 0) -> np.ndarray:
-    """Sigmoid confidence over `read` (output resolution) from the windows at `origins` of a normalised
-    (C, H, W) image covering `read`, stitched by the pipeline's `max_stitch` with `border`."""
-    model.eval()
-    windows = lattice.extract(image, read, origins)
-    conf = np.concatenate([
-        model.predict(torch.from_numpy(windows[i:i + batch]), batch_size=batch)[:, 0].numpy()
-        for i in range(0, len(windows), batch)
-    ])
-    return max_stitch(conf, origins, read, model.config.scale, border)
+def stitched_confidence(model: ModelRef | torch.nn.Module, image: np.ndarray, read: Box, origins: np.ndarray,
+                        lattice: WindowLattice, batch: int, border: int = 0, activation: str = "sigmoid"
+                        ) -> np.ndarray:
+    """Confidence over `read` (output resolution) of a one-head network from the windows at `origins` of a
+    normalised (C, H, W) image covering `read`: `predict_windows` as the run batches them, then the run's
+    maximum with `border`."""
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    conf = predict_windows(model, lattice.extract(image, read, origins), batch, activation)
+    scale = conf.shape[-1] // lattice.size if len(conf) else 1
+    return max_stitch(conf, origins, read, scale, border)
+
+
+def product_codes(product: Product, conf: np.ndarray, valid: np.ndarray,
+                  layer_with_halo: Callable[[str], np.ndarray | None], scale: int, steps: int | None = None
+                  ) -> np.ndarray:
+    """Class codes of a one-channel confidence by the product's post chain (its first `steps` steps only,
+    e.g. 1 for the model's own threshold without masks), as `predict_block` makes them."""
+    chain = product.output.post if steps is None else product.output.post[:steps]
+    return apply_post(chain, conf[None], valid, layer_with_halo, scale)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from mapgen.files import atomic
 from mapgen.tiles import Box
 
 from .classes import BACKGROUND, FOREGROUND, NODATA
@@ -133,9 +133,7 @@ def mark_done(run_dir: str | Path, stage: str, key: str, record: dict) -> None:
         raise ValueError(f"marker {stage}/{key}: a marker must carry the sha256 of what it vouches for")
     path = marker(run_dir, stage, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(record, sort_keys=True))
 
 
 def unmark(run_dir: str | Path, stage: str, key: str) -> None:

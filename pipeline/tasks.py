@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -212,15 +212,18 @@ def predict_block(ctx: RunContext, block: Block, group: tuple[str, ...], inputs:
     any_valid = inputs.valid.any(axis=0)
     useful = np.array([any_valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
     origins = origins[useful]
-    heads_needed = {ctx.head(o): product.model.activation(o.head) for o in ctx.outputs}
+    made = [o for o in ctx.outputs if not o.of]  # the others are made of these maps by the vote
+    heads_needed = {ctx.head(o): product.model.activation(o.head) for o in made}
+    # the metadata of this group: the dates each input's frames are at (STSUN encodes them)
+    meta = replace(ctx.meta, dates={spec.name: spec.read_dates(group) for spec in product.image_inputs})
     scores = predict_heads(ctx.model, _windows(ctx, inputs, origins), ctx.batch, activations=heads_needed,
-                           meta=ctx.meta) if len(origins) else {}
+                           meta=meta) if len(origins) else {}
     store, out_box = _store(ctx), block.box.scaled(scale)
     rows, cols = out_box.slices_in(read.scaled(scale))
     vrows, vcols = block.box.slices_in(read)
     stitch_spec = product.stitch
     written: dict[str, str] = {}
-    for output in ctx.outputs:
+    for output in made:
         head = scores.get(ctx.head(output))
         for t, (label, layer_date) in enumerate(_map_dates(ctx, output, group)):
             if head is None:  # no window had data: every pixel is no data
@@ -258,15 +261,21 @@ def vote_block(ctx: RunContext, block: Block, *_predicted: dict) -> dict:
         vouched.update({k: (group, v) for k, v in record.get("maps", {}).items()})
     store, out_box = _store(ctx), block.box.scaled(ctx.scheme.scale)
     final: dict[str, str] = {}
+    voted_maps: dict[str, np.ndarray] = {}
     for output in ctx.outputs:
         labels = ctx.labels(output)
+        if output.of:  # a change map per pair of another output's final maps (outputs are listed before it)
+            voted = apply_temporal(output.temporal, voted_maps[output.of])
+            store.write_all(output.name, "final", out_box, voted)
+            final.update({map_key(output, label): digest(voted[i]) for i, label in enumerate(labels)})
+            continue
         stack = store.read(output.name, "classes", out_box)
         for i, label in enumerate(labels):
             group, sha = vouched.get(map_key(output, label), (ctx.groups[0], ""))
             if digest(stack[i]) != sha:
                 unmark(ctx.run_dir, "predict", block_key(block, group))  # the same command redoes it
                 raise StoreMismatch(f"block {block.id} {label}: the stored classes do not match their marker")
-        voted = apply_temporal(output.temporal, stack)
+        voted = voted_maps[output.name] = apply_temporal(output.temporal, stack)
         store.write_all(output.name, "final", out_box, voted)
         final.update({map_key(output, label): digest(voted[i]) for i, label in enumerate(labels)})
     mark_done(ctx.run_dir, "vote", block.id, {"sha256": final})

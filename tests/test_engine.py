@@ -75,68 +75,70 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-PER_DATE = """
-name = "perdate"
+# The lattice of both test products: 1/1200° pixels, tiles of 1/30°, blocks of 1/60°.
+GRID_TOML = """
 [grid]
 crs = "EPSG:4326"
 input_resolution = "1/1200"
-scale = 2
+scale = SCALE
 tile_size = "1/30"
 block_size = "1/60"
-naming = "PD_{year}_{lon_hemi}{lon}{lat_hemi}{lat}.tif"
-[[inputs]]
-name = "image"
-role = "image"
-bands = ["a", "b", "c"]
-mean = [0.0, 0.0, 0.0]
-std = [1.0, 1.0, 1.0]
-[model]
-architecture = "test-per-date"
-checkpoint = "unused"
-heads = { p = "sigmoid", cls = "softmax" }
-[window]
+naming = "NAMING"
+"""
+
+
+
+def _grid(scale: int, naming: str) -> str:
+    return GRID_TOML.replace("SCALE", str(scale)).replace("NAMING", naming)
+
+
+def _image_input(name: str, bands: str) -> str:
+    """A z-scored three-band image input (mean 0, std 1: the test data are standard normal already)."""
+    return (f'[[inputs]]\nname = "{name}"\nrole = "image"\nbands = {bands}\n'
+            "mean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]\n")
+
+
+def _model(architecture: str, heads: str) -> str:
+    return f'[model]\narchitecture = "{architecture}"\ncheckpoint = "unused"\nheads = {{ {heads} }}\n'
+
+
+def _output(name: str, head: str, prefix: str, nodata: int, post: str, classes: str) -> str:
+    """An output per date of `test-per-date`, with the three-date vote."""
+    return (f'[[outputs]]\nname = "{name}"\nhead = "{head}"\nnaming = "{prefix}_{{year}}_{{lon_hemi}}{{lon}}'
+            f'{{lat_hemi}}{{lat}}.tif"\nband_description = "{name}"\nnodata = {nodata}\npost = [{post}]\n'
+            f'temporal = [{{ kernel = "majority_vote" }}]\nclasses = [{classes}]\n')
+
+
+PER_DATE = """
+name = "perdate"
+""" + _grid(2, "PD_{year}_{lon_hemi}{lon}{lat_hemi}{lat}.tif") + _image_input("image", '["a", "b", "c"]') + """
+""" + _model("test-per-date", 'p = "sigmoid", cls = "softmax"') + """[window]
 size = 16
 overlap = OVERLAP
 padding = "PADDING"
 batch = 8
 [stitch]
 STITCH
+""" + _output("fore", "p", "FORE", 1, '{ kernel = "threshold", threshold = 0.5 }',
+              '{ value = 0, name = "background", color = "#000000" }, { value = 255, name = "fore", color = "#ff0000" }'
+              ) + _output("kind", "cls", "KIND", 255, '{ kernel = "argmax", offset = 1 }',
+                          '{ value = 0, name = "none", color = "#ffffff" }, '
+                          '{ value = 1, name = "a", color = "#ff0000" }, { value = 2, name = "b", color = "#00ff00" }, '
+                          '{ value = 3, name = "c", color = "#0000ff" }') + """
 [[outputs]]
-name = "fore"
-head = "p"
-naming = "FORE_{year}_{lon_hemi}{lon}{lat_hemi}{lat}.tif"
-band_description = "foreground"
-nodata = 1
-post = [{ kernel = "threshold", threshold = 0.5 }]
-temporal = [{ kernel = "majority_vote" }]
-classes = [{ value = 0, name = "background", color = "#000000" }, { value = 255, name = "fore", color = "#ff0000" }]
-[[outputs]]
-name = "kind"
-head = "cls"
-naming = "KIND_{year}_{lon_hemi}{lon}{lat_hemi}{lat}.tif"
-band_description = "kind"
-nodata = 255
-post = [{ kernel = "argmax", offset = 1 }]
-temporal = [{ kernel = "majority_vote" }]
-classes = [{ value = 0, name = "none", color = "#ffffff" }, { value = 1, name = "a", color = "#ff0000" },
-           { value = 2, name = "b", color = "#00ff00" }, { value = 3, name = "c", color = "#0000ff" }]
+name = "kind_change"
+of = "kind"
+per = "pair"
+naming = "KC_{from}_{to}_{lon_hemi}{lon}{lat_hemi}{lat}.tif"
+band_description = "kind changed"
+nodata = 9
+temporal = [{ kernel = "change" }]
+classes = [{ value = 0, name = "same", color = "#000000" }, { value = 1, name = "changed", color = "#ffffff" }]
 """
 
 FUSION = """
 name = "fusion"
-[grid]
-crs = "EPSG:4326"
-input_resolution = "1/1200"
-scale = 1
-tile_size = "1/30"
-block_size = "1/60"
-naming = "LU_{date}_{lon_hemi}{lon}{lat_hemi}{lat}.tif"
-[[inputs]]
-name = "hr"
-role = "image"
-bands = ["red", "green", "blue"]
-mean = [0.0, 0.0, 0.0]
-std = [1.0, 1.0, 1.0]
+""" + _grid(1, "LU_{date}_{lon_hemi}{lon}{lat_hemi}{lat}.tif") + _image_input("hr", '["red", "green", "blue"]') + """
 [[inputs]]
 name = "sentinel"
 role = "image"
@@ -149,11 +151,7 @@ name = "urban"
 role = "mask"
 bands = ["urban"]
 dates = ["2018"]
-[model]
-architecture = "test-fusion"
-checkpoint = "unused"
-heads = { seg = "softmax", change = "sigmoid" }
-[window]
+""" + _model("test-fusion", 'seg = "softmax", change = "sigmoid"') + """[window]
 size = 16
 overlap = 0.5
 batch = 4
@@ -224,7 +222,8 @@ def test_two_heads_two_outputs_per_date_vote_and_invariance(nets, data, tmp_path
     cut = _run(nets, product, years, data, tmp_path / "cut", ckpt, "1/60")
     whole = _run(nets, product, years, data, tmp_path / "whole", ckpt, "1/30")
     _assert_same(cut, whole)
-    assert sorted(cut) == [f"{kind}_{y}_E116N40.tif" for kind in ("FORE", "KIND") for y in years]
+    assert sorted(cut) == sorted([f"{kind}_{y}_E116N40.tif" for kind in ("FORE", "KIND") for y in years]
+                                 + [f"KC_{a}_{b}_E116N40.tif" for a, b in zip(years, years[1:], strict=False)])
 
     # `kind` is a known function whatever the stitch: argmax of the bands + 1, then the vote of three years
     stack = []
@@ -244,6 +243,9 @@ def test_two_heads_two_outputs_per_date_vote_and_invariance(nets, data, tmp_path
     for t, year in enumerate(years):
         np.testing.assert_array_equal(cut[f"KIND_{year}_E116N40.tif"], voted[t])  # values = codes, nodata 255
     assert (voted[1] != stack[1]).any()  # the vote did something
+    for t, (a, b) in enumerate(zip(years, years[1:], strict=False)):  # the change of the voted maps, pair by pair
+        changed = np.where((voted[t] == 255) | (voted[t + 1] == 255), 9, voted[t] != voted[t + 1])
+        np.testing.assert_array_equal(cut[f"KC_{a}_{b}_E116N40.tif"], changed)
 
     fore = cut["FORE_2017_E116N40.tif"]
     assert set(np.unique(fore)) == {0, 1, 255}  # background, no data (nodata = 1), foreground
@@ -305,3 +307,93 @@ def test_chips_are_centred_on_their_windows():
     np.testing.assert_array_equal(got, expected)
     # FUSU's numbers: a 512 px window at 0.5 m, a 128 px chip at 10 m (20×) centred on it
     assert tuple(chip_origins(np.array([[0, 0]]), 512, 20, 128)[0]) == (-51, -51)  # centre 12.8 → 12.8 − 64 → −51
+
+
+# ---- what the engine refuses of a product, before any work ----------------------------------------------
+
+FUSION_REFUSALS = [
+    ('per = "pair"\n', 'per = "pair"\nhead = "seg"\n', "several [[outputs]]"),  # a key twice: TOML refuses
+    ('heads = { seg = "softmax", change = "sigmoid" }', 'heads = { seg = "softmax", change = "tanh" }',
+     "change = 'tanh' must be one of 'sigmoid', 'softmax', 'logits'"),
+    ('weights = "tent"', 'weights = "tent"\nborder = 2', 'border = 2 applies to method = "max" only'),
+    ('{ kernel = "argmax", offset = 1 }', '{ kernel = "argmax", offset = 5 }',
+     "argmax makes codes up to 5, but the output lists 5 class(es)"),
+    ('resolution = "1/240"', 'resolution = "1/1000"', 'must be a whole multiple of the grid\'s input_resolution'),
+    ("context = 4", "", "needs context = N"),
+    ('dates = ["2018"]', 'dates = ["2018-13"]', "'2018-13' is not a date of the calendar"),
+    ('series = { from = "2018-08", to = "2018-10", step = "1 month" }',
+     'series = { from = "2018-08", to = "2018-10", step = "fortnightly" }', "series step 'fortnightly'"),
+    ('head = "change"', 'head = "edges"', "head = 'edges' names no head of [model.heads]"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "phrase"), FUSION_REFUSALS[1:])
+def test_the_engine_refuses_what_it_cannot_interpret_in_one_line(old, new, phrase, tmp_path):
+    import tomllib
+
+    from mapgen.pipeline.post import check_product
+    from mapgen.workflows import ProductError
+
+    assert old in FUSION
+    with pytest.raises(ProductError) as info:
+        product = parse_product(tomllib.loads(FUSION.replace(old, new)), str(tmp_path / "fusion.toml"))
+        check_product(product)
+    message = str(info.value)
+    assert phrase in message and "\n" not in message and "fusion.toml" in message, message
+
+
+def test_the_model_contract_is_checked_before_any_work(tmp_path):
+    from mapgen.pipeline.run import check_model_contract
+    from mapgen.workflows import ProductError
+
+    # a per-pair output from a network that sees one date at a time
+    product = _product(PER_DATE.replace('name = "kind"', 'name = "kind"\nper = "pair"'), tmp_path, "pd",
+                       STITCH='method = "max"', OVERLAP=4, PADDING="zeros")
+    with pytest.raises(ProductError, match="is per pair of dates, but test-per-date sees one date at a time"):
+        check_model_contract(product, ("2016", "2017"))
+    # inputs named otherwise than the network's
+    fusion = _product(FUSION.replace('name = "sentinel"', 'name = "s1s2"'), tmp_path, "fusion")
+    with pytest.raises(ProductError, match="test-fusion takes inputs hr, sentinel; the product's image inputs are"):
+        check_model_contract(fusion, ("2018-08", "2020-08"))
+
+
+def test_a_checkpoint_per_region_and_the_override(data, tmp_path):
+    from engine_nets import PerDateNet
+
+    from mapgen.models import save_checkpoint
+    from mapgen.pipeline import lock
+    from mapgen.pipeline.run import RunError
+
+    for gain, city in enumerate(("wuhan", "xian"), start=2):  # one adapted network per city
+        net = PerDateNet(PerDateConfig(scale=2))
+        net.gain.data.fill_(gain)
+        save_checkpoint(net, net.config, tmp_path / f"net-{city}.safetensors", meta={"city": city})
+    text = PER_DATE.replace('checkpoint = "unused"', f'checkpoint = "{tmp_path}/net-{{region}}.safetensors"')
+    product = _product(text, tmp_path, "perdate", STITCH='method = "max"', OVERLAP=4, PADDING="zeros")
+    source = f"{data}/{{date}}/{{layer}}.tif"
+    shas = {}
+    for city in ("wuhan", "xian"):
+        ctx, _ = prepare(product, REGION, [2016, 2017], source, tmp_path / city, region_name=city)
+        lock.release(ctx.run_dir)
+        assert ctx.model.path == str(tmp_path / f"net-{city}.safetensors")
+        shas[city] = ctx.model.sha256
+    assert shas["wuhan"] != shas["xian"]
+    with pytest.raises(RunError, match=r"is chosen by the region's name: give --region-name"):
+        prepare(product, REGION, [2016, 2017], source, tmp_path / "nameless")
+    ctx, _ = prepare(product, REGION, [2016, 2017], source, tmp_path / "given", region_name="wuhan",
+                     checkpoint=str(tmp_path / "net-xian.safetensors"))  # --checkpoint wins
+    lock.release(ctx.run_dir)
+    assert ctx.model.sha256 == shas["xian"]
+
+
+def test_an_output_of_another_ones_maps_is_checked(tmp_path):
+    from mapgen.pipeline.post import check_product
+    from mapgen.workflows import ProductError
+
+    for old, new, phrase in [('of = "kind"', 'of = "kinds"', "of = 'kinds' names no output made by the model"),
+                             ('temporal = [{ kernel = "change" }]', 'temporal = [{ kernel = "majority_vote" }]',
+                              'temporal = [{ kernel = "change" }]')]:
+        product = _product(PER_DATE.replace(old, new), tmp_path, "pd", STITCH='method = "max"', OVERLAP=4,
+                           PADDING="zeros")
+        with pytest.raises(ProductError, match=phrase.replace("[", r"\[").replace("{", r"\{")):
+            check_product(product)

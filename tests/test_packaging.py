@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = {"tiles": "mapgen.tiles", "models": "mapgen.models", "workflows": "mapgen.workflows",
+CODE = {"files": "mapgen.files", "tiles": "mapgen.tiles", "models": "mapgen.models", "workflows": "mapgen.workflows",
         "pipeline": "mapgen.pipeline", "synthetic": "mapgen.synthetic", "training": "mapgen.training",
         "cli": "mapgen.cli"}
 

@@ -61,7 +61,9 @@ def test_files_exist_and_are_valid_cogs(scenes: dict) -> None:
             with rasterio.open(path) as src:
                 assert src.overviews(1), f"{path} has no overviews"
                 assert src.block_shapes[0] == (512, 512)
-    assert not list(scenes["a"].rglob("*.part")), "temporary files left behind"
+    # the COG writer's temporaries are hidden (.NAME.PID.scratch.tif / .partial.tif), the translator's tmp*.tif
+    left = [p for p in scenes["a"].rglob("*") if p.name.startswith((".", "tmp")) or p.name.endswith(".part")]
+    assert not left, f"temporary files left behind: {left}"
 
 
 def test_crs_and_grid_alignment(scenes: dict) -> None:

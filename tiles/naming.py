@@ -76,8 +76,18 @@ def _place(west: Fraction, north: Fraction) -> dict[str, str]:
             "lat_hemi": "S" if north < 0 else "N", "lat": format_degrees(north)}
 
 
+class Dated:
+    """A name's date (None where its template has none) and the year of it."""
+
+    date: str | None
+
+    @property
+    def year(self) -> int | None:
+        return int(self.date[:4]) if self.date is not None else None
+
+
 @dataclass(frozen=True)
-class NameParts:
+class NameParts(Dated):
     """What a tile name says: the upper-left corner, the date and the pair (None where the template has no
     field for them)."""
 
@@ -85,10 +95,6 @@ class NameParts:
     north: Fraction
     date: str | None = None
     pair: tuple[str, str] | None = None
-
-    @property
-    def year(self) -> int | None:
-        return int(self.date[:4]) if self.date is not None else None
 
 
 @dataclass(frozen=True)

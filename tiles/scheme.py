@@ -14,7 +14,7 @@ from fractions import Fraction
 
 from . import frames
 from .grid import ORIGIN_X, ORIGIN_Y, Box, Grid, as_fraction
-from .naming import Date, NameParts, NameScheme, Pair
+from .naming import Date, Dated, NameParts, NameScheme, Pair
 
 Size = float | str | Fraction
 KINDS = ("regular", "map_frame")
@@ -55,7 +55,7 @@ def _deg(value: Fraction) -> str:
 
 
 @dataclass(frozen=True)
-class TileName:
+class TileName(Dated):
     """What a tile name says, on the tile lattice: the tile, and its date and pair (None where the template
     has no field for them)."""
 
@@ -63,10 +63,6 @@ class TileName:
     col: int
     date: str | None = None
     pair: tuple[str, str] | None = None
-
-    @property
-    def year(self) -> int | None:
-        return int(self.date[:4]) if self.date is not None else None
 
 
 @dataclass(frozen=True)

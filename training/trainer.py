@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mapgen.files import atomic
 from mapgen.models import STSRSeg, STSRSegConfig, save_checkpoint
 from mapgen.models.losses import LossConfig, TemporalContrast, hr_loss, sg_loss, total_loss
 
@@ -189,14 +189,13 @@ def _sha256(path: Path) -> str:
 
 def save_state(path: Path, state: dict[str, Any], fingerprint: str) -> None:
     """Write the state under a scratch name, then rename; its sha256 and run fingerprint go in a sidecar."""
-    tmp = path.with_name("." + path.name + ".tmp")
-    torch.save(state, tmp)
-    meta = {"sha256": _sha256(tmp), "fingerprint": fingerprint, "step": state["trainer"]["step"]}
     side = path.with_name(path.name + ".json")
-    side_tmp = side.with_name("." + side.name + ".tmp")
-    side_tmp.write_text(json.dumps(meta))
-    os.replace(tmp, path)
-    os.replace(side_tmp, side)
+    # both are written before either is renamed; the state is renamed first (the inner block ends first),
+    # then its sidecar, as load_state refuses a state its sidecar does not vouch for
+    with atomic.replacing(side) as side_tmp, atomic.replacing(path) as tmp:
+        torch.save(state, tmp)
+        meta = {"sha256": _sha256(tmp), "fingerprint": fingerprint, "step": state["trainer"]["step"]}
+        side_tmp.write_text(json.dumps(meta))
 
 
 def load_state(path: Path, fingerprint: str) -> dict[str, Any] | None:

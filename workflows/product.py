@@ -151,6 +151,7 @@ class OutputSpec:
     per: str = "date"  # one map per run date, or per "pair" of consecutive dates
     naming: str = ""  # tile names; "" → [grid] naming
     mosaic: str = ""  # the VRT's name, e.g. "UGS_{year}_{region}.vrt"; "" → PRODUCT[_OUTPUT]_{date}.vrt
+    of: str = ""  # made from another output's maps, not from a head: its pairs of dates (temporal `change`)
     post: tuple[StepSpec, ...] = ()
     temporal: tuple[StepSpec, ...] = ()
 
