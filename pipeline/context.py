@@ -16,10 +16,9 @@ from mapgen.workflows import OutputSpec, Product
 from mapgen.workflows.dates import is_year, pair_key
 
 from .inference import ModelRef
+from .runfolder import SCRATCH
 from .sources import Inputs
 from .windows import WindowLattice
-
-SCRATCH_DIR = "tmp"  # in the run folder: where writers keep their temporaries
 
 
 def lattice_crs(product: Product) -> str:
@@ -132,7 +131,7 @@ class RunContext:
     def scratch_dir(self) -> Path:
         """Where the run's writers keep their temporaries: inside the run folder (so never taken for an
         output, swept on resume) and on the same file system as the tiles (so a rename publishes one)."""
-        return Path(self.run_dir) / SCRATCH_DIR
+        return Path(self.run_dir) / SCRATCH
 
     def tile_name(self, tile_row: int, tile_col: int, label: str, output: OutputSpec | None = None) -> str:
         output = output or self.product.output

@@ -34,7 +34,7 @@ from .classes import FOREGROUND, NODATA, lookup_table
 from .context import tile_scheme
 from .metrics import Confusion, block_fraction, flicker, r_squared
 from .normalise import normalise
-from .run import RUN_DIR
+from .runfolder import MANIFEST, RUN_DIR, STORE
 from .sources.read import read_box
 
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet", ".geoparquet"}
@@ -132,9 +132,9 @@ class FinishedRun:
     @classmethod
     def open(cls, out_dir: str | Path) -> FinishedRun:
         out_dir = Path(out_dir)
-        manifest_path = out_dir / RUN_DIR / "manifest.json"
+        manifest_path = out_dir / RUN_DIR / MANIFEST
         if not manifest_path.is_file():
-            raise EvaluationError(f"{out_dir}: not a mapgen run folder (no {RUN_DIR}/manifest.json)")
+            raise EvaluationError(f"{out_dir}: not a mapgen run folder (no {RUN_DIR}/{MANIFEST})")
         try:
             manifest = json.loads(manifest_path.read_text())
             product = load_product(manifest["product"]["name"])
@@ -144,7 +144,7 @@ class FinishedRun:
         except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the manifest mapgen run writes
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
             raise EvaluationError(f"{manifest_path}: not a mapgen run manifest ({reason})") from None
-        store = out_dir / RUN_DIR / "store.zarr"
+        store = out_dir / RUN_DIR / STORE
         try:
             attrs = dict(zarr.open_group(str(store), mode="r").attrs)
             extent, chunk = Box(*attrs["extent"]), int(attrs["chunk"])
@@ -177,7 +177,7 @@ class FinishedRun:
 
     def before_vote(self, box: Box) -> np.ndarray:
         """(T, H, W) class codes before the temporal chain, from the run store."""
-        array = zarr.open_array(str(self.out_dir / RUN_DIR / "store.zarr" / "classes"), mode="r")
+        array = zarr.open_array(str(self.out_dir / RUN_DIR / STORE / "classes"), mode="r")
         rows, cols = box.slices_in(self.extent)
         return array[:, rows, cols]
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-LOCK_FILE = "lock"
+from .runfolder import LOCK
 
 
 class LockedError(RuntimeError):
@@ -32,7 +32,7 @@ def acquire(folder: str | Path, owner: str | Path | None = None) -> None:
     key = str(folder.resolve())
     if key in _HELD:
         return
-    path = folder / LOCK_FILE
+    path = folder / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

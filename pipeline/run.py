@@ -24,15 +24,16 @@ from mapgen.tiles import Block, Plan, Tile, plan_region
 from mapgen.workflows import Product, ProductError
 from mapgen.workflows.dates import check_date
 
-from . import lock
+from . import lock, runfolder
 from .checkpoints import resolve_checkpoint
 from .cluster import describe_cluster, resolve_device, setting
-from .context import SCRATCH_DIR, RunContext, output_labels, tile_scheme
+from .context import RunContext, output_labels, tile_scheme
 from .disk import DiskFull, ensure_space
 from .export import tile_space_needed, write_vrt
 from .identity import changes, run_identity
 from .inference import ModelRef, PreloadModel
 from .post import check_product
+from .runfolder import CONTENTS, MANIFEST, REPORT, RUN_DIR, SCRATCH, STORE  # noqa: F401 (RUN_DIR: public)
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .store import RunStore, is_done, marker
 from .stream import TaskStream
@@ -46,8 +47,6 @@ from .tasks import (
     read_block,
     vote_block,
 )
-
-RUN_DIR = "mapgen-run"
 
 
 class RunError(RuntimeError):
@@ -121,16 +120,14 @@ class RunReport:
 # What an interrupted writer leaves: hidden names ending so (markers, manifest, report, VRTs), and
 # everything in the run's scratch folder (tiles being written and their translator's temporaries).
 SCRATCH_SUFFIXES = (".tmp", ".partial", ".scratch.tif", ".partial.tif")
-# What a run folder holds besides its lock: removed by a knowing restart.
-RUN_CONTENTS = ("manifest.json", "report.json", "store.zarr", "state", SCRATCH_DIR)
 
 
 def sweep_scratch(out_dir: Path) -> list[Path]:
     """Remove the scratch files a killed run left in out_dir and its run folder (never a final name)."""
-    run_dir = out_dir / RUN_DIR
+    run_dir = runfolder.run_dir(out_dir)
     found = [p for p in (*out_dir.glob(".*"), *run_dir.rglob(".*"))
              if p.is_file() and p.name.endswith(SCRATCH_SUFFIXES)]
-    scratch = run_dir / SCRATCH_DIR
+    scratch = run_dir / SCRATCH
     if scratch.is_dir():
         found += [p for p in scratch.rglob("*") if p.is_file() and p not in found]
     for p in found:
@@ -161,7 +158,7 @@ def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_
     except lock.LockedError as exc:
         raise RunError(str(exc)) from None
     try:
-        path = run_dir / "manifest.json"
+        path = run_dir / MANIFEST
         if path.exists():
             try:
                 old = json.loads(path.read_text())
@@ -173,7 +170,7 @@ def open_run_dir(run_dir: Path, identity: dict, *, restart: bool = False, space_
                 raise RunError(f"{out_dir}: holds a run of other inputs or settings ({'; '.join(changed[:3])}{more}); "
                                "give another --out, or --force-restart to start this one over there")
             if restart:  # knowingly: nothing of the old run is kept but its tiles, which are remade
-                for name in RUN_CONTENTS:
+                for name in CONTENTS:
                     target = run_dir / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         sweep_scratch(out_dir)  # the same run again: what its killed writers left goes
@@ -282,14 +279,14 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
         raise RunError(f"batch {batch}: give at least one window per forward pass")
     model = ModelRef(str(ckpt_path), sha256, product.model.architecture, device, precision)
     out_dir = Path(out_dir).resolve()
-    run_dir = out_dir / RUN_DIR
+    run_dir = runfolder.run_dir(out_dir)
     identity = run_identity(product, region, dates, str(scheme.block_size), sha256, inputs)
     largest = max(tile_space_needed(t.extent.scaled(scheme.scale)) for t in plan.tiles)
     open_run_dir(run_dir, identity, restart=restart, space_needed=largest)
     scale = scheme.scale
     extent = plan.extent().scaled(scale)
     labels = {o.name: output_labels(o, dates) for o in product.outputs}
-    store = RunStore.open(run_dir / "store.zarr", extent, labels, scheme.block_px * scale)
+    store = RunStore.open(run_dir / STORE, extent, labels, scheme.block_px * scale)
     ctx = RunContext(
         product=product, scheme=scheme, inputs=inputs,
         model=model, batch=batch, dates=dates, run_dir=str(run_dir), out_dir=str(out_dir), store_path=store.path,
@@ -532,7 +529,7 @@ def _throughput(report: RunReport) -> dict[str, float]:
 
 
 def _write_report(ctx: RunContext, report: RunReport) -> None:
-    atomic.write_text(Path(ctx.run_dir) / "report.json", json.dumps(asdict(report), indent=2, sort_keys=True))
+    atomic.write_text(Path(ctx.run_dir) / REPORT, json.dumps(asdict(report), indent=2, sort_keys=True))
 
 
 def local_client(workers: int = 2, threads_per_worker: int = 1):

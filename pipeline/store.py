@@ -23,6 +23,7 @@ from mapgen.tiles import Box
 
 from .classes import BACKGROUND, FOREGROUND, NODATA
 from .disk import reporting_full_disk
+from .runfolder import marker_path
 
 STAGES = ("classes", "final")  # after the post chain, after the temporal chain
 
@@ -109,7 +110,7 @@ def file_digest(path: str | Path) -> tuple[int, str]:
 
 
 def marker(run_dir: str | Path, stage: str, key: str) -> Path:
-    return Path(run_dir) / "state" / stage / key
+    return marker_path(run_dir, stage, key)
 
 
 def read_marker(run_dir: str | Path, stage: str, key: str) -> dict | None:

@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from mapgen.tiles import Box, Grid, as_fraction
 from mapgen.workflows.product import InputSpec
 
+from ..runfolder import marker_path
 from .base import Bounds, Source, SourceError, file_identity
 from .sample import Coverage, SampleGrid, as_geometry, sample_grids, sampled_coverage, summarise
 
@@ -71,10 +72,10 @@ class InputCache:
         return cls(str(path), Box(*attrs["extent"]), tuple(attrs["years"]), attrs["chunk"]), attrs
 
     def marker(self, key: str) -> Path:
-        return Path(self.path) / "state" / "fetch" / key
+        return marker_path(self.path, "fetch", key)
 
     def done(self) -> int:
-        folder = Path(self.path) / "state" / "fetch"
+        folder = marker_path(self.path, "fetch", "")
         return sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else 0
 
     def write(self, name: str, year: int, box: Box, data: np.ndarray) -> None:
