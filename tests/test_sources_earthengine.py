@@ -498,3 +498,14 @@ def test_the_source_pickles_without_importing_ee(monkeypatch, key):
     copy = pickle.loads(pickle.dumps(src))
     assert copy == src and copy.description == src.description
     assert SECRET not in pickle.dumps(src).decode("latin-1")
+
+
+def test_dates_that_are_not_years_are_refused_before_any_request(fake):
+    from mapgen.pipeline.sources import Inputs, check_inputs
+    from mapgen.workflows import load_product
+
+    product = load_product("cbra")
+    inputs = Inputs({spec.name: source() for spec in product.inputs})
+    with pytest.raises(SourceError, match=r"^input 's2': .* makes annual composites only, not 2018-08, 2020-08; "):
+        check_inputs(inputs, product, ["2018-08", "2020-08"], BOUNDS)
+    assert not fake.counted  # nothing was asked of Earth Engine

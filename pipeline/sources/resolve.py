@@ -12,6 +12,7 @@ from mapgen.workflows.dates import source_date
 
 from .base import Bounds, Inputs, Source, SourceError, year_span
 from .cache import STORE, CachedSource
+from .earthengine import EarthEngineSource
 from .files import BandMap, FileSource, check_raster, pattern_files, yearly_catalog_layers
 from .sample import as_geometry
 from .stac import StacScenes
@@ -132,7 +133,13 @@ def check_inputs(inputs: Inputs, product: Product, years: Sequence[int | str], r
         if spec.name in inputs.absent:
             continue
         source = inputs.source(spec.name)
-        coverage[spec.name] = shares = source.check(spec, [source_date(d) for d in spec.read_dates(years)], region)
+        dates = [source_date(d) for d in spec.read_dates(tuple(str(y) for y in years))]
+        if isinstance(source, (StacScenes, EarthEngineSource)) and not all(isinstance(d, int) for d in dates):
+            # their composites are annual medians (the paper's); months and days come from files or a cache
+            raise SourceError(f"input {spec.name!r}: {source.description} makes annual composites only, not "
+                              f"{', '.join(str(d) for d in dates if not isinstance(d, int))}; give rasters per "
+                              "date (a pattern with {date})")
+        coverage[spec.name] = shares = source.check(spec, dates, region)
         if not any(shares.values()):
             bounds = tuple(round(v, 4) for v in as_geometry(region).bounds)
             raise SourceError(f"{spec.name}: {source.description} has no data over the region {bounds} in "
