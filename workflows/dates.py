@@ -32,10 +32,6 @@ def check_date(text: str) -> str:
     return match.group(0)
 
 
-def date_year(date: str | int) -> int:
-    return int(str(date)[:4])
-
-
 def is_year(date: str | int) -> bool:
     return len(str(date)) == 4
 
