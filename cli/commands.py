@@ -44,8 +44,11 @@ def _run_dates(years: list[int] | None, dates: list[str] | None) -> list:
 
 
 def _region_name(region: str, name: str | None) -> str:
-    """What {region} stands for (per-region checkpoints, mosaic names): --region-name, else the file's stem."""
-    return name or Path(region).stem
+    """What {region} stands for (per-region checkpoints, mosaic names): --region-name, else the region file's
+    own name (a `name` property), else its stem."""
+    from mapgen.tiles import region_name
+
+    return name or region_name(region)
 
 
 def _fail(exc: Exception) -> None:
@@ -399,18 +402,38 @@ def fetch(product: str, years: list[int] | None, dates: list[str] | None, region
 
 
 @main.command()
+@click.option("--product", "product_name", type=click.Choice(["cbra", "ugs"]), default="cbra", show_default=True,
+              help="cbra: a multi-year Sentinel-2-like scene; ugs: a ~1 m RGB city scene with urban green space "
+              "ground truth and a GUB-like 2018 urban boundary.")
 @click.option("--region", required=True, type=click.Path(dir_okay=False))
-@click.option("--years", required=True, type=YEARS)
+@click.option("--years", required=True, type=YEARS, help="The years (cbra), or the one year of the imagery (ugs).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", default=0, show_default=True)
+@click.option("--style", default=None, help="ugs only: the imagery's look, auto (drawn from the seed, Google-Earth-"
+              "like), far (warm, hazy, flat) or gf2 (Gaofen-2-like) [default: auto].")
 @click.option("--scenes", default=0, show_default=True, help="Also write this many cloudy Sentinel-2-like scenes "
-              "a year (plus one over the cloud limit) as a STAC catalog in OUT/scenes.")
-def synth(region: str, years: list[int], out: str, seed: int, scenes: int) -> None:
-    """Make a synthetic multi-year scene over a region (COGs + a STAC catalog), usable as --source."""
-    from mapgen.synthetic import generate_scene
-    from mapgen.synthetic.scenes import write_scene_catalog
-
+              "a year (plus one over the cloud limit) as a STAC catalog in OUT/scenes (cbra only).")
+def synth(product_name: str, region: str, years: list[int], out: str, seed: int, style: str | None,
+          scenes: int) -> None:
+    """Make a synthetic scene over a region (COGs + a STAC catalog), usable as --source."""
     try:
+        if product_name == "ugs":
+            from mapgen.synthetic.ugs import generate_ugs_scene
+
+            if len(years) != 1:
+                raise ValueError(f"--product ugs takes one year of imagery, got {len(years)} ({years[0]}-{years[-1]})")
+            if scenes:
+                raise ValueError("--scenes makes Sentinel-2-like scenes: it goes with --product cbra, not ugs")
+            geometry = load_region(region)
+            generate_ugs_scene(geometry.bounds, years[0], out, seed=seed, style=style or "auto",
+                               progress=lambda msg: click.echo(msg, err=True))
+            click.echo(f"scene written to {Path(out)} (catalog.json, synth.json, gub.geojson)", err=True)
+            return
+        from mapgen.synthetic import generate_scene
+        from mapgen.synthetic.scenes import write_scene_catalog
+
+        if style is not None:
+            raise ValueError("--style goes with --product ugs (the cbra scene draws a style per year)")
         geometry = load_region(region)
         generate_scene(geometry.bounds, years, out, seed=seed, progress=lambda msg: click.echo(msg, err=True))
         if scenes:
@@ -471,17 +494,33 @@ def _seeds(text: str) -> list[int]:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … (auto: cuda if present).")
 @click.option("--log-every", default=100, show_default=True)
 @click.option("--checkpoint-every", default=250, show_default=True, help="Steps between resumable states.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="UGS: crops per step (paper: 8).")
+@click.option("--crop", type=click.IntRange(min=64), default=256, show_default=True,
+              help="UGS: crop side in pixels, a multiple of 32 (paper: 512).")
 def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bounds: tuple[str, ...], eval_seed: int,
           eval_bounds: str, years: list[int], arch: str, sr_features: int | None, sr_blocks: int | None,
           encoder_width: int | None, steps: int, batch_hr: int, batch_lr: int, lr: float, schedule: str, warmup: int,
           loss_weights: str, sg_mean: float, sg_std: float, sg_from_scenes: bool, seed: int, threads: int,
-          device: str, log_every: int, checkpoint_every: int) -> None:
-    """Train STSR-Seg with the paper's HR, TC and SG losses on synthetic scenes; write a checkpoint.
+          device: str, log_every: int, checkpoint_every: int, batch: int, crop: int) -> None:
+    """Train the product's model on synthetic scenes and write a checkpoint: STSR-Seg (cbra) with the paper's
+    HR, TC and SG losses, or UGSNet (ugs) with Dice + point CE.
 
     Interrupted, the same command goes on from its last saved state.
     """
     import dataclasses
     import shlex
+
+    try:
+        architecture = load_product(product).model.architecture
+    except _INPUT_ERRORS as exc:
+        _fail(exc)
+    if architecture == "ugsnet":
+        _train_ugs(out=out, scenes_dir=scenes_dir, train_seeds=train_seeds, train_bounds=train_bounds,
+                   eval_seed=eval_seed, eval_bounds=eval_bounds, years=years, arch=arch, steps=steps, lr=lr,
+                   seed=seed, threads=threads, device=device, log_every=log_every,
+                   checkpoint_every=checkpoint_every, batch=batch, crop=crop)
+        return
 
     from mapgen.models import LossConfig
     from mapgen.training import TrainConfig, TrainingError, rooftop_share_in_built, scenes_from_seeds
@@ -516,6 +555,129 @@ def train(product: str, out: str, scenes_dir: str, train_seeds: str, train_bound
                      product=product, command=command, log=log)
     except TrainingError as exc:
         _fail(exc)
+
+
+_STSR_ONLY = ("sr_features", "sr_blocks", "encoder_width", "batch_hr", "batch_lr", "schedule", "warmup",
+              "loss_weights", "sg_mean", "sg_std", "sg_from_scenes")
+_UGS_ONLY = ("batch", "crop")
+
+
+def _given(*names: str) -> list[str]:
+    """The options among `names` typed on the command line (not left at their defaults)."""
+    ctx = click.get_current_context()
+    return [f"--{n.replace('_', '-')}" for n in names
+            if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+
+
+def _train_ugs(*, out: str, scenes_dir: str, train_seeds: str, train_bounds: tuple[str, ...], eval_seed: int,
+               eval_bounds: str, years: list[int], arch: str, steps: int, lr: float, seed: int, threads: int,
+               device: str, log_every: int, checkpoint_every: int, batch: int, crop: int) -> None:
+    """`mapgen train --product ugs`: the library's defaults (cities, date, steps, rate) unless typed."""
+    import shlex
+
+    from mapgen.models.ugsnet import UGSNetConfig
+    from mapgen.training import TrainingError
+    from mapgen.training.options import train_device
+    from mapgen.training.ugs import (
+        DEFAULT_EVAL_BOUNDS,
+        CropConfig,
+        UGSTrainConfig,
+        ensure_ugs_scene,
+        train_ugs,
+        ugs_scenes_from_seeds,
+    )
+
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    stray = _given(*_STSR_ONLY)
+    if stray:
+        _fail(ValueError(f"{', '.join(stray)}: STSR-Seg's (cbra) training options; UGSNet's are --steps, --batch, "
+                         "--crop, --lr, --seed"))
+    if arch == "custom":
+        _fail(ValueError("--config custom: UGSNet comes in small and full"))
+    defaults = UGSTrainConfig()
+    typed = set(_given("steps", "lr", "train_seeds", "eval_seed", "eval_bounds", "years"))
+    try:
+        if "--years" in typed and len(years) != 1:
+            raise ValueError(f"--years {','.join(map(str, years))}: UGS scenes have one date; give one year")
+        date = str(years[0]) if "--years" in typed else "2021"
+        config = UGSTrainConfig(steps=steps if "--steps" in typed else defaults.steps, batch=batch,
+                                lr=lr if "--lr" in typed else defaults.lr, seed=seed,
+                                crops=CropConfig(size=crop), log_every=log_every if _given("log_every") else 50,
+                                checkpoint_every=checkpoint_every if _given("checkpoint_every") else 100,
+                                device=train_device(device), threads=threads)
+        if crop % 32:
+            raise ValueError(f"--crop {crop}: give a multiple of 32 (UGSNet's coarse map is 1/4, its layer4 1/16)")
+        root = Path(scenes_dir)
+        seeds = _seeds(train_seeds) if "--train-seeds" in typed else [201, 202, 203, 204, 205, 206]
+        train_dirs = ugs_scenes_from_seeds(root, seeds, bounds=[_bounds(b) for b in train_bounds], date=date,
+                                           log=log)
+        held_out = eval_seed if "--eval-seed" in typed else 299
+        eval_dir = ensure_ugs_scene(root / f"ugs-eval-{held_out}",
+                                    _bounds(eval_bounds) if "--eval-bounds" in typed else DEFAULT_EVAL_BOUNDS,
+                                    date, held_out, log=log)
+        model_config = UGSNetConfig.full() if arch == "full" else UGSNetConfig.small()
+    except (*_INPUT_ERRORS, TrainingError, click.BadParameter) as exc:
+        _fail(exc)
+    command = shlex.join(["mapgen", "train", *sys.argv[2:]])
+    try:
+        train_ugs(train_dirs, out, model_config=model_config, config=config, eval_scene_dir=eval_dir,
+                  command=command, log=log)
+    except TrainingError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--product", default="ugs", show_default=True, help="Product whose model to adapt.")
+@click.option("--region", required=True, type=click.Path(dir_okay=False), help="The city (a vector file).")
+@click.option("--source", required=True, help="The city's own imagery (any --source of mapgen run).")
+@click.option("--years", required=True, type=YEARS, help="The imagery's date (one year).")
+@click.option("--region-name", default=None, help="The city's name (default: the region file's).")
+@click.option("--checkpoint", default=None, help="Checkpoint to adapt (default: the product's).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Checkpoint to write (default: the "
+              "product's adapted name in the first checkpoint folder, where mapgen run finds it).")
+@click.option("--scenes-dir", required=True, type=click.Path(file_okay=False),
+              help="The labelled source scenes (the training cities; made from their seeds if missing).")
+@click.option("--train-seeds", default="201,202,203,204,205,206", show_default=True)
+@click.option("--steps", default=500, show_default=True, help="Iterations (paper: 10,000).")
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Paper: 2.")
+@click.option("--crop", type=click.IntRange(min=64), default=256, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True, help="Adam rate of G and D (paper: 1e-4).")
+@click.option("--adv-weight", default=1.0, show_default=True, help="λ of L_adv in L_G (paper: 1).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads.")
+@click.option("--device", default="auto", show_default=True)
+def adapt(product: str, region: str, source: str, years: list[int], region_name: str | None, checkpoint: str | None,
+          out: str | None, scenes_dir: str, train_seeds: str, steps: int, batch: int, crop: int, lr: float,
+          adv_weight: float, seed: int, threads: int, device: str) -> None:
+    """Adapt the product's model to one city by adversarial training on the city's own imagery (UGS-1m §4.2);
+    write the city's checkpoint, which mapgen run then uses for that city."""
+    import shlex
+
+    from mapgen.pipeline.checkpoints import resolve_checkpoint, user_dirs
+    from mapgen.training import TrainingError
+    from mapgen.training.options import train_device
+    from mapgen.training.ugs import AdaptConfig, CropConfig, adapt_ugs, ugs_scenes_from_seeds
+
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    try:
+        spec = load_product(product)
+        if not spec.model.adapted:
+            raise ValueError(f"{product}: the product has no checkpoints per region ([model] adapted) to make")
+        if len(years) != 1:
+            raise ValueError(f"--years {','.join(map(str, years))}: give the one date of the city's imagery")
+        geometry = load_region(region)
+        name = _region_name(region, region_name)
+        base, _ = resolve_checkpoint(checkpoint or spec.model.checkpoint, spec.model.architecture)
+        target = Path(out) if out else user_dirs()[0] / f"{spec.model.adapted.format(region=name)}.safetensors"
+        config = AdaptConfig(steps=steps, batch=batch, lr=lr, adv_weight=adv_weight, seed=seed,
+                             crops=CropConfig(size=crop), device=train_device(device), threads=threads)
+        scenes = ugs_scenes_from_seeds(Path(scenes_dir), _seeds(train_seeds), log=log)  # the training cities
+        command = shlex.join(["mapgen", "adapt", *sys.argv[2:]])
+        adapt_ugs(base, scenes, source, str(years[0]), geometry, name, target, config=config, command=command,
+                  log=log)
+    except (*_INPUT_ERRORS, TrainingError, click.BadParameter) as exc:
+        _fail(exc)
+    click.echo(f"mapgen run --product {product} --region {region} uses it for {name}", err=True)
 
 
 @main.command()

@@ -13,14 +13,18 @@ from .losses import LossConfig
 from .registry import Architecture, architecture_for_config, architecture_names, get_architecture, register
 from .state_dict import load_state_dict_checked
 from .stsr_seg import STSROutput, STSRSeg, STSRSegConfig
+from .ugsnet import FCDiscriminator, UGSNet, UGSNetConfig
 
 __all__ = [
     "Architecture",
     "CheckpointError",
+    "FCDiscriminator",
     "LossConfig",
     "STSROutput",
     "STSRSeg",
     "STSRSegConfig",
+    "UGSNet",
+    "UGSNetConfig",
     "architecture_for_config",
     "architecture_names",
     "convert_authors_state_dict",

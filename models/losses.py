@@ -183,3 +183,69 @@ def total_loss(hr: torch.Tensor | None, tc: torch.Tensor | None, sg: torch.Tenso
     if not parts:
         raise ValueError("total_loss: no term with a non-zero weight")
     return torch.stack(parts).sum()
+
+
+# --------------------------------------------------------------------------------------------------
+# UGSNet (UGS-1m, specs/ugs.md §4): Dice on the coarse map + CE at the points (Eq. 1–3), and the adversarial
+# adaptation losses (Eq. 4–6) with AdaptSegNet's semantics.
+
+# The discriminator's labels: the paper's y, 1 for an input from the source (UGSet), 0 from the target city.
+SOURCE_LABEL = 1.0
+TARGET_LABEL = 0.0
+
+
+def dice_loss(coarse_logits: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 1, soft: 1 − (2·Σ X·Y + ε) / (Σ X + Σ Y + ε), X = softmax channel 1 (UGS) of the coarse logits.
+
+    The paper leaves open whether X is a hard mask and at which resolution it meets Y. Soft probabilities keep a
+    gradient; they are upsampled (bilinear, align_corners=False) to the label's H×W rather than the label
+    downsampled, so that thin green strips of the label count at full resolution. Sums run over the whole batch
+    (as `focal_tversky_loss`), so that a window without UGS does not score 1 on its own. target: B×H×W in {0, 1}.
+    """
+    prob = torch.softmax(coarse_logits, dim=1)[:, 1:2]
+    if prob.shape[-2:] != target.shape[-2:]:
+        prob = F.interpolate(prob, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    x, y = prob.reshape(-1), target.reshape(-1).to(prob.dtype)
+    return 1 - (2 * (x * y).sum() + eps) / (x.sum() + y.sum() + eps)
+
+
+def point_labels(points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The label (B×H×W) at points (B×N×2, (x, y) in [0, 1]) by nearest pixel → B×N int64.
+
+    `grid_sample` with mode nearest and align_corners=False, the convention of the point head's own sampling;
+    border padding keeps a point on the image's edge inside it.
+    """
+    grid = (2.0 * points - 1.0).unsqueeze(2).to(torch.float32)
+    label = F.grid_sample(target.unsqueeze(1).to(torch.float32), grid, mode="nearest", padding_mode="border",
+                          align_corners=False)
+    return label[:, 0, :, 0].round().long()
+
+
+def point_loss(rend: torch.Tensor, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 in its standard form: cross-entropy of the point logits (B×2×N) against the label at the points,
+    averaged over the points. The printed Eq. 2 swaps prediction and ground truth (spec §4.1)."""
+    return F.cross_entropy(rend, point_labels(points, target))
+
+
+def ugs_loss(output: dict[str, torch.Tensor], target: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 3: L_ugs = L_Dice(coarse) + L_CE(points), weights 1:1; the total and its terms. `output` is UGSNet's
+    training-mode dict (coarse, rend, points); target B×H×W in {0, 1} at the input's resolution."""
+    dice = dice_loss(output["coarse"], target)
+    points = point_loss(output["rend"], output["points"], target)
+    return dice + points, {"dice": dice, "points": points}
+
+
+def discriminator_loss(d_source_logits: torch.Tensor, d_target_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 4 with AdaptSegNet's semantics: BCE-with-logits of D(P_s) against "source" and of D(P_t) against
+    "target", averaged over the two inputs. As printed, Eq. 4 pairs the labels with the wrong inputs (spec §4.2);
+    D is trained to tell the domains apart. Feed it detached predictions, so that only D learns from it."""
+    source = F.binary_cross_entropy_with_logits(d_source_logits, torch.full_like(d_source_logits, SOURCE_LABEL))
+    target = F.binary_cross_entropy_with_logits(d_target_logits, torch.full_like(d_target_logits, TARGET_LABEL))
+    return (source + target) / 2
+
+
+def adversarial_loss(d_target_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: BCE-with-logits of D(P_t) against "source": the generator is trained so that D takes the target
+    city's predictions for UGSet's. L_G = L_ugs + L_adv (Eq. 6, weight 1 as the paper; AdaptSegNet used 0.001)."""
+    return F.binary_cross_entropy_with_logits(d_target_logits, torch.full_like(d_target_logits, SOURCE_LABEL))

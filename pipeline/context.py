@@ -145,13 +145,23 @@ class RunContext:
         return Path(self.out_dir) / self.tile_name(tile_row, tile_col, str(label), output)
 
     def vrt_path(self, label: str | int, output: OutputSpec | None = None) -> Path:
-        output = output or self.product.output
-        label = str(label)
-        if output.mosaic:
-            first, _, second = label.partition("_")
-            name = output.mosaic.format(year=label[:4], date=label, region=self.region_name,
-                                        **({"from": first, "to": second} if second else {}))
-        else:
-            stem = self.product.name.upper() + (f"_{output.name.upper()}" if len(self.outputs) > 1 else "")
-            name = f"{stem}_{label}.vrt"
-        return Path(self.out_dir) / name
+        return Path(self.out_dir) / mosaic_name(self.product, output or self.product.output, str(label),
+                                                self.region_name)
+
+
+def mosaic_name(product: Product, output: OutputSpec, label: str, region_name: str = "") -> str:
+    """The file name of an output's mosaic (VRT) of one date or pair: the output's `mosaic` template, else
+    `{PRODUCT}[_{OUTPUT}]_{label}.vrt`."""
+    if output.mosaic:
+        first, _, second = label.partition("_")
+        return output.mosaic.format(year=label[:4], date=label, region=region_name,
+                                    **({"from": first, "to": second} if second else {}))
+    stem = product.name.upper() + (f"_{output.name.upper()}" if len(product.outputs) > 1 else "")
+    return f"{stem}_{label}.vrt"
+
+
+def uses_region_name(product: Product) -> bool:
+    """Whether the region's name shapes a run of `product` (a checkpoint per region, mosaics named after it)."""
+    model = product.model
+    return any("{region}" in t for t in (model.checkpoint, model.adapted or "",
+                                         *(o.mosaic or "" for o in product.outputs)))

@@ -1,6 +1,8 @@
-"""`mapgen evaluate`: the accuracy of a finished run's maps, measured as the CBRA paper does (§4.5, §5.2).
+"""`mapgen evaluate`: the accuracy of a finished run's maps, measured as the papers do (CBRA §4.5, §5.2;
+UGS-1m Eq. 7–11).
 
-- Table 2's pixel metrics per year and overall, against a reference raster (any GDAL raster, warped onto
+- The pixel metrics (TP, FP, TN, FN, IoU, OA, precision, recall, F1) per year, per tile (a UGS map frame)
+  and overall, against a reference raster (any GDAL raster, warped onto
   the map's grid, > 0 = foreground) or vector polygons (rasterised by rasterio).
 - Flicker: the share of pixels whose class changes between consecutive years where the reference does
   not change, before the vote (the run store's per-year classes) and after it (the tiles).
@@ -19,7 +21,6 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,17 @@ import numpy as np
 import zarr
 from rasterio.enums import Resampling
 
-from mapgen.tiles import Box, Grid
+from mapgen.tiles import Box, Grid, TileScheme
 from mapgen.workflows import Product, load_product
 
 from .classes import FOREGROUND, NODATA, lookup_table
-from .context import tile_scheme
+from .context import mosaic_name, tile_scheme
 from .metrics import Confusion, block_fraction, flicker, r_squared
 from .normalise import normalise
 from .runfolder import MANIFEST, RUN_DIR, STORE
+from .sources.base import SourceError
 from .sources.read import read_box
-
-VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet", ".geoparquet"}
+from .sources.vector import VECTOR_SUFFIXES, rasterise, read_polygons
 
 
 class EvaluationError(ValueError):
@@ -74,13 +75,16 @@ class Layer:
             kind = "vector file" if self.is_vector else "raster"
             try:
                 if self.is_vector:
-                    _polygons(path)
+                    read_polygons(path)
                     continue
                 import rasterio
 
                 with rasterio.open(path) as src:
                     has_crs = src.crs is not None
-            except Exception as exc:  # GDAL's and fiona's errors share no base class
+            except SourceError as exc:
+                raise EvaluationError(f"{self.label} {exc}; give a GeoTIFF (or any GDAL raster) or a vector file "
+                                      f"({', '.join(sorted(VECTOR_SUFFIXES))})") from None
+            except Exception as exc:  # GDAL's errors share no base class
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise EvaluationError(f"{self.label} {path}: cannot be read as a {kind} ({reason}); give a GeoTIFF "
                                       f"(or any GDAL raster) or a vector file ({', '.join(sorted(VECTOR_SUFFIXES))})"
@@ -92,25 +96,10 @@ class Layer:
     def read(self, year: int, grid: Grid, box: Box) -> tuple[np.ndarray, np.ndarray]:
         """(foreground, known) boolean arrays of `box` on `grid`."""
         if self.is_vector:
-            from rasterio.features import rasterize
-
-            shapes = _polygons(self.path(year))
-            mask = rasterize(((g, 1) for g in shapes), out_shape=box.shape, transform=grid.transform(box), fill=0,
-                             dtype="uint8") if len(shapes) else np.zeros(box.shape, np.uint8)
-            return mask.astype(bool), np.ones(box.shape, dtype=bool)
+            return rasterise(read_polygons(self.path(year)), grid, box).astype(bool), np.ones(box.shape, dtype=bool)
         values = read_box(self.path(year), grid, box, resampling=Resampling.nearest)[0]
         known = np.isfinite(values)
         return known & (np.nan_to_num(values) > 0), known
-
-
-@cache
-def _polygons(path: str) -> list:
-    import geopandas
-
-    frame = geopandas.read_file(path)
-    if frame.crs is not None:
-        frame = frame.to_crs("EPSG:4326")
-    return [g for g in frame.geometry if g is not None and not g.is_empty]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,13 +110,15 @@ def _polygons(path: str) -> list:
 class FinishedRun:
     out_dir: Path
     product: Product
-    years: tuple[int, ...]
+    years: tuple[int | str, ...]  # the run's dates (years as int)
     grid: Grid  # output grid
     input_grid: Grid
     scale: int
     extent: Box  # output-grid box of the run store
     chunk: int  # output pixels per block side
     checkpoint_sha256: str
+    scheme: TileScheme
+    region_name: str = ""
 
     @classmethod
     def open(cls, out_dir: str | Path) -> FinishedRun:
@@ -139,7 +130,8 @@ class FinishedRun:
             manifest = json.loads(manifest_path.read_text())
             product = load_product(manifest["product"]["name"])
             scheme = tile_scheme(product, manifest["block_size"])
-            years = tuple(manifest["years"])
+            years = tuple(manifest["years"] if "years" in manifest else manifest["dates"])
+            region_name = str(manifest.get("region_name", ""))
             sha256 = manifest["checkpoint_sha256"]
         except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the manifest mapgen run writes
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
@@ -152,14 +144,20 @@ class FinishedRun:
             raise EvaluationError(f"{out_dir}: the run is not finished (its store {store} cannot be read: "
                                   f"{type(exc).__name__})") from None
         run = cls(out_dir, product, years, scheme.output_grid, scheme.input_grid, scheme.scale, extent, chunk,
-                  sha256)
+                  sha256, scheme, region_name)
         missing = [str(run.vrt(y)) for y in years if not run.vrt(y).is_file()]
         if missing:
             raise EvaluationError(f"{out_dir}: the run is not finished ({missing[0]} is missing)")
         return run
 
-    def vrt(self, year: int) -> Path:
-        return self.out_dir / f"{self.product.name.upper()}_{year}.vrt"
+    def vrt(self, year: int | str) -> Path:
+        return self.out_dir / mosaic_name(self.product, self.product.output, str(year), self.region_name)
+
+    def tile_name(self, year: int | str, box: Box) -> str:
+        """The file name of the tile (e.g. the map frame) a block of the run store lies in."""
+        scheme = self.scheme.with_naming(self.product.output.naming) if self.product.output.naming else self.scheme
+        tile_row, tile_col = scheme.tile_of_block(box.row // self.chunk, box.col // self.chunk)
+        return scheme.tile_name(tile_row, tile_col, year)
 
     def blocks(self) -> Iterator[Box]:
         e, c = self.extent, self.chunk
@@ -221,7 +219,8 @@ class IsolatedWindows:
         pixels = self.inputs.read(self.image, year, self.run.input_grid, read)
         valid = np.isfinite(pixels).all(axis=0)
         x = normalise(pixels, self.image.mean, self.image.std, valid=valid)
-        canvas = stitched_confidence(self.model, x, read, origins, lattice, self.batch)
+        canvas = stitched_confidence(self.model, x, read, origins, lattice, self.batch,
+                                     activation=self.run.product.model.output, channel=None)
         # the model's own threshold: the product's first post step, as the run applies it
         fg = product_codes(self.run.product, canvas, valid, lambda _name: None, scale, steps=1) == FOREGROUND
         rows, cols = out_box.slices_in(read.scaled(scale))
@@ -234,8 +233,9 @@ class IsolatedWindows:
 
 @dataclass
 class Evaluation:
-    years: tuple[int, ...]
-    per_year: dict[int, Confusion] = field(default_factory=dict)
+    years: tuple[int | str, ...]
+    per_year: dict[int | str, Confusion] = field(default_factory=dict)
+    per_tile: dict[str, Confusion] = field(default_factory=dict)  # by tile file name (a frame and a date)
     flips: dict[str, list[int]] = field(default_factory=lambda: {"before_vote": [0, 0], "after_vote": [0, 0]})
     stable_pixels: int = 0
     fractions: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
@@ -258,6 +258,7 @@ class Evaluation:
         pooled = [p for year in self.years for p in self.fractions.get(year, [])]
         out: dict[str, Any] = {
             "years": {str(y): self.per_year[y].to_dict() for y in self.years},
+            "tiles": {name: c.to_dict() for name, c in sorted(self.per_tile.items())},
             "overall": self.overall.to_dict(),
             "flicker": {
                 "stable_pixels": self.stable_pixels,
@@ -276,14 +277,17 @@ class Evaluation:
 
     def table(self) -> str:
         d = self.to_dict()
-        lines = [f"{'year':>8} {'TP %':>7} {'FP %':>7} {'TN %':>7} {'FN %':>7} {'IoU %':>7} {'OA %':>7} "
-                 f"{'Recall %':>9} {'F1 %':>7}"]
-        rows = [(y, d["years"][y]) for y in d["years"]] + [("overall", d["overall"])]
+        rows = ([(y, d["years"][y]) for y in d["years"]] + [(t, d["tiles"][t]) for t in d["tiles"]]
+                + [("overall", d["overall"])])
+        width = max(8, *(len(str(name)) for name, _ in rows))
+        lines = [f"{'year / tile':>{width}} {'TP %':>7} {'FP %':>7} {'TN %':>7} {'FN %':>7} {'IoU %':>7} {'OA %':>7} "
+                 f"{'Pre %':>7} {'Recall %':>9} {'F1 %':>7}"]
         for name, m in rows:
-            lines.append(f"{name:>8} " + " ".join(f"{100 * m[k]:>7.2f}" for k in ("tp", "fp", "tn", "fn", "iou", "oa"))
+            lines.append(f"{name:>{width}} " + " ".join(f"{100 * m[k]:>7.2f}" for k in
+                                                       ("tp", "fp", "tn", "fn", "iou", "oa", "precision"))
                          + f" {100 * m['recall']:>9.2f} {100 * m['f1']:>7.2f}")
         f = d["flicker"]
-        for k in ("before_vote", "after_vote"):
+        for k in ("before_vote", "after_vote") if len(self.years) > 1 else ():  # one date: no pairs to flip
             rate = f[k]["rate"]
             lines.append(f"flicker {k.replace('_', ' ')}: {'n/a' if rate is None else f'{100 * rate:.3f} %'} of "
                          f"{f[k]['pairs']:,} year pairs over {f['stable_pixels']:,} unchanged pixels")
@@ -335,6 +339,8 @@ def evaluate_run(out_dir: str | Path, reference: str, *, years: list[int] | None
         for year, (fg, valid), (truth, known) in zip(years_t, finals, truths, strict=True):
             both = valid & known
             result.per_year[year].add(fg[both], truth[both])
+            if both.any():
+                result.per_tile.setdefault(run.tile_name(year, box), Confusion()).add(fg[both], truth[both])
             map_frac = block_fraction(fg, valid, cell_px)
             other_fg, other_known = (truth, known) if other is ref else other.read(year, run.grid, box)
             other_frac = block_fraction(other_fg, other_known, cell_px)

@@ -17,6 +17,7 @@ from shapely.geometry.base import BaseGeometry
 from mapgen.workflows import Product
 from mapgen.workflows.dates import is_year, source_date
 
+from .context import uses_region_name
 from .sources import Inputs
 
 FORMAT = 3  # of the manifest; a run folder of another format is refused like any other difference
@@ -37,7 +38,7 @@ def region_digest(region: BaseGeometry) -> str:
 
 
 def run_identity(product: Product, region: BaseGeometry, dates: Sequence[str], block_size: str,
-                 checkpoint_sha256: str, inputs: Inputs) -> dict[str, Any]:
+                 checkpoint_sha256: str, inputs: Inputs, region_name: str = "") -> dict[str, Any]:
     definition = product_definition(product)
     dates = [str(d) for d in dates]
     # every date some input is read at (a fixed epoch, a series) identifies the run's data
@@ -50,6 +51,8 @@ def run_identity(product: Product, region: BaseGeometry, dates: Sequence[str], b
                     "definition": definition},
         "checkpoint_sha256": checkpoint_sha256,
         "region_sha256": region_digest(region),
+        # the region's name, where it names the mosaics or chooses the checkpoint (UGS)
+        **({"region_name": region_name} if uses_region_name(product) else {}),
         **({"years": [int(d) for d in dates]} if annual else {}),
         "dates": dates,
         "block_size": block_size,

@@ -103,15 +103,16 @@ def predict_heads(ref: ModelRef | torch.nn.Module, windows: Mapping[str, np.ndar
 
 
 def predict_windows(ref: ModelRef | torch.nn.Module, windows: np.ndarray, batch: int,
-                    activation: str = "sigmoid") -> np.ndarray:
-    """(N, scale·h, scale·w) confidences of a one-input, one-head network's channel 0 for (N, C, h, w)
-    normalised windows (CBRA's path; benchmarks, evaluation and training's scores call it)."""
+                    activation: str = "sigmoid", channel: int | None = 0) -> np.ndarray:
+    """(N, scale·h, scale·w) confidences of a one-input, one-head network's `channel` for (N, C, h, w)
+    normalised windows, or (N, K, scale·h, scale·w) of every channel with `channel=None` (benchmarks,
+    evaluation and training's scores call it)."""
     model = get_model(ref) if isinstance(ref, ModelRef) else ref
     if not len(windows):
-        return np.zeros((0, 0, 0), dtype=np.float32)
+        return np.zeros((0, 0, 0) if channel is not None else (0, 0, 0, 0), dtype=np.float32)
     (head,) = model.heads
     scores = predict_heads(ref, {model.inputs[0]: windows}, batch, activations={head: activation})[head]
-    return scores[:, 0]
+    return scores if channel is None else scores[:, channel]
 
 
 class PreloadModel(WorkerPlugin):

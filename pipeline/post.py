@@ -98,6 +98,8 @@ def _check_input(product: Product, spec, where: str) -> None:
     from .sources.read import RESAMPLINGS
 
     _one_of(where, "role", spec.role, ("image", "mask"))
+    if spec.units is not None:
+        _one_of(where, "units", spec.units, ("dn",))
     if (spec.mean is None) != (spec.std is None):
         raise ProductError(f"{where}: give both mean and std (a z-score per band), or neither (raw values)")
     for name in ("mean", "std"):

@@ -25,7 +25,7 @@ from mapgen.workflows import Product, ProductError
 from mapgen.workflows.dates import check_date
 
 from . import lock, runfolder
-from .checkpoints import resolve_checkpoint
+from .checkpoints import find_checkpoint, resolve_checkpoint
 from .cluster import describe_cluster, resolve_device, setting
 from .context import RunContext, output_labels, tile_scheme
 from .disk import DiskFull, ensure_space
@@ -82,6 +82,7 @@ class RunReport:
     device: str = "cpu"
     precision: str = "fp32"
     batch: int = 0
+    checkpoint: str = ""  # the file run (a region's adapted one, the product's, or --checkpoint)
     checkpoint_sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # where each input came from ('none': switched off)
@@ -235,17 +236,28 @@ def check_model_contract(product: Product, dates: tuple[str, ...]) -> tuple[type
     return network, model_inputs
 
 
-def region_checkpoint(product: Product, checkpoint: str | None, region_name: str) -> str:
-    """The checkpoint to run: --checkpoint, else the product's, whose {region} names one per region."""
+def region_checkpoint(product: Product, checkpoint: str | None, region_name: str) -> tuple[str, str | None]:
+    """(the checkpoint to run, a warning or None): --checkpoint; else the region's adapted one when the product
+    names one ([model] adapted, {region} the region's name) and it exists; else the product's, with a warning
+    when an adapted one was looked for (its {region}, if any, names one checkpoint per region, which must
+    then exist)."""
     if checkpoint:
-        return checkpoint
-    template = product.model.checkpoint
+        return checkpoint, None
+    model = product.model
+    if model.adapted and region_name:
+        adapted = model.adapted.format(region=region_name)
+        if find_checkpoint(adapted) is not None:
+            return adapted, None
+        fallback = model.checkpoint.format(region=region_name)
+        return fallback, (f"checkpoint: no checkpoint adapted to {region_name} ({adapted}); using {fallback}, "
+                          f"which may be less accurate on this region's imagery: make one with mapgen adapt")
+    template = model.checkpoint
     if "{region}" in template:
         if not region_name:
             raise RunError(f"{product.source_file}: [model] checkpoint = {template!r} is chosen by the region's "
                            "name: give --region-name (or a region file named after it), or --checkpoint")
-        return template.format(region=region_name)
-    return template
+        return template.format(region=region_name), None
+    return template, None
 
 
 def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], source: str | Inputs,
@@ -268,8 +280,8 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
     plan = plan_region(region, scheme, dates)
     inputs = source if isinstance(source, Inputs) else open_inputs(product, source, dates)
     coverage = check_inputs(inputs, product, dates, region)
-    ckpt_path, sha256 = resolve_checkpoint(region_checkpoint(product, checkpoint, region_name),
-                                           product.model.architecture)
+    chosen, checkpoint_note = region_checkpoint(product, checkpoint, region_name)
+    ckpt_path, sha256 = resolve_checkpoint(chosen, product.model.architecture)
     device = resolve_device(device, cluster or setting("cluster"))
     if precision is None:
         precision = "bf16" if device.startswith("cuda") else "fp32"
@@ -280,7 +292,7 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
     model = ModelRef(str(ckpt_path), sha256, product.model.architecture, device, precision)
     out_dir = Path(out_dir).resolve()
     run_dir = runfolder.run_dir(out_dir)
-    identity = run_identity(product, region, dates, str(scheme.block_size), sha256, inputs)
+    identity = run_identity(product, region, dates, str(scheme.block_size), sha256, inputs, region_name)
     largest = max(tile_space_needed(t.extent.scaled(scheme.scale)) for t in plan.tiles)
     open_run_dir(run_dir, identity, restart=restart, space_needed=largest)
     scale = scheme.scale
@@ -293,7 +305,8 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
         store_extent=(extent.row, extent.col, extent.height, extent.width),
         frames=getattr(network, "frames", 1), model_inputs=model_inputs,
         model_heads=tuple(getattr(network, "heads", {})), region_name=region_name,
-        coverage=coverage, warnings=tuple(coverage_warnings(coverage, inputs)),
+        coverage=coverage,
+        warnings=tuple(coverage_warnings(coverage, inputs)) + ((checkpoint_note,) if checkpoint_note else ()),
     )
     return ctx, plan
 
@@ -340,7 +353,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     client.register_plugin(PreloadModel(ctx.model))
     report = RunReport(product=ctx.product.name, years=list(ctx.years) if ctx.annual else list(ctx.dates),
                        tiles=len(plan.tiles),
-                       blocks=plan.block_count, checkpoint_sha256=ctx.model.sha256,
+                       blocks=plan.block_count, checkpoint=ctx.model.path, checkpoint_sha256=ctx.model.sha256,
                        area_km2=round(plan.area_km2(), 3), device=ctx.model.device,
                        precision=ctx.model.precision, batch=ctx.batch, cluster=describe_cluster(client, gpu),
                        versions={p: version(p) for p in ("mapgen", "torch", "rasterio", "dask", "distributed",

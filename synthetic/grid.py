@@ -91,9 +91,8 @@ class SceneGrid:
         }
 
 
-def check_request(bounds: Sequence[float], years: Sequence[int], res: float, scale: int,
-                  margin_px: int) -> tuple[tuple[float, float, float, float], list[int]]:
-    """Validate the user's request; raise a one-line ValueError naming the first problem found."""
+def check_bounds(bounds: Sequence[float]) -> tuple[float, float, float, float]:
+    """(west, south, east, north) as floats, or a one-line ValueError naming what is wrong with them."""
     try:
         w, s, e, n = (float(v) for v in bounds)
     except (TypeError, ValueError):
@@ -101,11 +100,18 @@ def check_request(bounds: Sequence[float], years: Sequence[int], res: float, sca
     if not all(math.isfinite(v) for v in (w, s, e, n)):
         raise ValueError(f"bounds must be finite numbers, got {(w, s, e, n)}")
     if not (-180.0 <= w <= 180.0 and -180.0 <= e <= 180.0):
-        raise ValueError(f"bounds longitude outside [-180, 180]: west={w}, east={e}")
+        raise ValueError(f"bounds longitude outside [-180, 180]: west={w}, east={e}; is the region in EPSG:4326?")
     if not (-90.0 <= s <= 90.0 and -90.0 <= n <= 90.0):
-        raise ValueError(f"bounds latitude outside [-90, 90]: south={s}, north={n}")
+        raise ValueError(f"bounds latitude outside [-90, 90]: south={s}, north={n}; is the region in EPSG:4326?")
     if not (w < e and s < n):
         raise ValueError(f"bounds are empty or inverted (need west < east and south < north): {(w, s, e, n)}")
+    return w, s, e, n
+
+
+def check_request(bounds: Sequence[float], years: Sequence[int], res: float, scale: int,
+                  margin_px: int) -> tuple[tuple[float, float, float, float], list[int]]:
+    """Validate the user's request; raise a one-line ValueError naming the first problem found."""
+    w, s, e, n = check_bounds(bounds)
     if isinstance(years, str | bytes):
         raise ValueError(f"years must be a sequence of integers, got {years!r}")
     ys = list(years)

@@ -17,6 +17,7 @@ from .layout import sample_layout
 from .materials import LANDCOVER_CLASSES, LANDCOVER_COLORS, ROOFTOP_COLORS, class_lut, rooftops
 from .render import render_year, static_texture, update_codes
 from .stac import write_catalog
+from .streams import jsonable, stream_rng
 from .style import sample_style
 
 GENERATOR_VERSION = "1.0.0"
@@ -24,22 +25,6 @@ GENERATOR_VERSION = "1.0.0"
 # Independent random streams per concern, so changing one part of the generator leaves the others'
 # draws (and the scenes they make) as they were.
 _STREAM_LAYOUT, _STREAM_STATIC, _STREAM_HISTORY, _STREAM_TEXTURE, _STREAM_STYLE, _STREAM_RENDER = range(6)
-
-
-def _rng(seed: int, stream: int, *extra: int) -> np.random.Generator:
-    seed = int(seed)
-    zigzag = 2 * seed if seed >= 0 else -2 * seed - 1  # SeedSequence wants non-negative entropy
-    return np.random.default_rng(np.random.SeedSequence([zigzag, stream, *extra]))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x  # Python floats print as their shortest round-trip repr: stable text, exact values
 
 
 def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[int], out_dir: str | Path, *,
@@ -63,12 +48,12 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
     dx, dy = grid.hr_pixel_m
     inner = ((wsen[0] - grid.west) / grid.hr_res * dx, (grid.north - wsen[3]) / grid.hr_res * dy,
              (wsen[2] - grid.west) / grid.hr_res * dx, (grid.north - wsen[1]) / grid.hr_res * dy)
-    layout = sample_layout(_rng(seed, _STREAM_LAYOUT), grid.hr_width * dx, grid.hr_height * dy, inner)
-    static, static_params = build_static(_rng(seed, _STREAM_STATIC), layout, grid)
+    layout = sample_layout(stream_rng(seed, _STREAM_LAYOUT), grid.hr_width * dx, grid.hr_height * dy, inner)
+    static, static_params = build_static(stream_rng(seed, _STREAM_STATIC), layout, grid)
     keep = usable_lots(layout.lots, static, grid)
     lots = layout.lots.subset(keep)
-    history = sample_history(_rng(seed, _STREAM_HISTORY), lots, ys)
-    texture = static_texture(_rng(seed, _STREAM_TEXTURE), (grid.height, grid.width))
+    history = sample_history(stream_rng(seed, _STREAM_HISTORY), lots, ys)
+    texture = static_texture(stream_rng(seed, _STREAM_TEXTURE), (grid.height, grid.width))
     say(f"layout: {len(layout.towns)} towns, {len(layout.villages)} villages, {len(lots)} lots")
 
     cls_lut = class_lut()
@@ -81,7 +66,7 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
     pending: list[Future] = []
     with ThreadPoolExecutor(max_workers=1) as writer:
         for t, year in enumerate(ys):
-            style = sample_style(_rng(seed, _STREAM_STYLE, year))
+            style = sample_style(stream_rng(seed, _STREAM_STYLE, year))
             styles[str(year)] = style
             update_codes(codes, history, t, grid)
             ydir = out / str(year)
@@ -96,7 +81,7 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
             ]
             futures = [writer.submit(write_cog, p, a, tr, **kw) for p, a, tr, kw in jobs]
             del jobs
-            s2, built = render_year(codes, style, texture, _rng(seed, _STREAM_RENDER, year), grid.scale)
+            s2, built = render_year(codes, style, texture, stream_rng(seed, _STREAM_RENDER, year), grid.scale)
             futures += [
                 writer.submit(write_cog, ydir / "s2.tif", s2, grid.transform,
                               descriptions=["B2", "B3", "B4", "B8"], nodata=float("nan"),
@@ -137,7 +122,7 @@ def generate_scene(bounds: tuple[float, float, float, float], years: Sequence[in
         "layout": {**layout.params, "towns": towns, "villages": villages, **static_params},
         "history": history.stats, "styles": styles,
     }
-    meta = _jsonable(meta)
+    meta = jsonable(meta)
     (out / "synth.json").write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n")
     write_catalog(out, grid, ys, int(seed), GENERATOR_VERSION)
     return meta

@@ -397,3 +397,30 @@ def test_an_output_of_another_ones_maps_is_checked(tmp_path):
                            PADDING="zeros")
         with pytest.raises(ProductError, match=phrase.replace("[", r"\[").replace("{", r"\{")):
             check_product(product)
+
+
+def test_the_adapted_checkpoint_of_a_region_is_used_when_there_is_one(data, tmp_path, monkeypatch):
+    """[model] adapted names a region's own checkpoint (found by name in MAPGEN_CHECKPOINTS, where mapgen adapt
+    writes it); a region without one runs the product's checkpoint, and the report says so."""
+    from engine_nets import PerDateNet
+
+    from mapgen.models import save_checkpoint
+    from mapgen.pipeline import lock
+
+    folder = tmp_path / "checkpoints"
+    monkeypatch.setenv("MAPGEN_CHECKPOINTS", str(folder))
+    for name, gain in (("net-base", 1), ("net-wuhan", 2)):
+        net = PerDateNet(PerDateConfig(scale=2))
+        net.gain.data.fill_(gain)
+        save_checkpoint(net, net.config, folder / f"{name}.safetensors", meta={})
+    text = PER_DATE.replace('checkpoint = "unused"', 'checkpoint = "net-base"\nadapted = "net-{region}"')
+    product = _product(text, tmp_path, "perdate", STITCH='method = "max"', OVERLAP=4, PADDING="zeros")
+    source = f"{data}/{{date}}/{{layer}}.tif"
+    chosen = {}
+    for city in ("wuhan", "xian"):
+        ctx, _ = prepare(product, REGION, [2016, 2017], source, tmp_path / city, region_name=city)
+        lock.release(ctx.run_dir)
+        chosen[city] = (Path(ctx.model.path).name, [w for w in ctx.warnings if w.startswith("checkpoint:")])
+    assert chosen["wuhan"] == ("net-wuhan.safetensors", [])
+    assert chosen["xian"][0] == "net-base.safetensors"
+    assert "no checkpoint adapted to xian (net-xian); using net-base" in chosen["xian"][1][0]

@@ -91,8 +91,8 @@ def test_an_architecture_mismatch_is_refused(saved):
     path, _ = saved
     assert "architecture 'stsr-seg' is not 'ugsnet'" in refusal(path, architecture="ugsnet")
     side = sidecar_path(path)
-    side.write_text(side.read_text().replace('"stsr-seg"', '"ugsnet"'))
-    assert "unknown architecture 'ugsnet'" in refusal(path)
+    side.write_text(side.read_text().replace('"stsr-seg"', '"no-such-net"'))
+    assert "unknown architecture 'no-such-net'" in refusal(path)
 
 
 def test_missing_or_broken_sidecar_and_files(saved, tmp_path):

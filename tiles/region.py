@@ -80,3 +80,32 @@ def load_region(path: str | Path) -> BaseGeometry:
         raise RegionError(f"{path}: feature {invalid[0]} has an invalid geometry "
                           f"({explain_validity(geoms[invalid[0]])})")
     return check_region(shapely.union_all(geoms), str(path))
+
+
+def region_name(path: str | Path) -> str:
+    """The region's name, made safe for file names: the `name` property its features share (a GeoJSON
+    FeatureCollection's own `name` member otherwise), else the file's stem: `{region}` of a product's
+    checkpoint and mosaic names."""
+    import json
+    import re
+
+    import geopandas as gpd
+
+    path = Path(path)
+    try:
+        frame = gpd.read_file(path)
+    except Exception:  # noqa: BLE001 - an unreadable file is refused by load_region, in its own words
+        return path.stem
+    name = None
+    if "name" in frame.columns:
+        names = {str(n).strip() for n in frame["name"] if n is not None and str(n).strip()}
+        name = names.pop() if len(names) == 1 else None
+    if name is None and path.suffix.lower() in (".geojson", ".json"):
+        try:
+            member = json.loads(path.read_text()).get("name")
+        except (ValueError, AttributeError):
+            member = None
+        name = member.strip() if isinstance(member, str) and member.strip() else None
+    # a name goes into file names: letters (any script), digits, '.', '_' and '-' only
+    safe = re.sub(r"[^\w.-]+", "-", name or "").strip("-.")
+    return safe or path.stem

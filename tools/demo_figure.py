@@ -1,6 +1,7 @@
-"""The README's picture: a synthetic Sentinel-2 composite, mapgen's rooftops and the ground truth, side by side.
+"""The README's pictures: the synthetic imagery, mapgen's map and the ground truth, side by side.
 
-    python tools/demo_figure.py demo/scene demo/maps 2021 docs/demo.png
+    python tools/demo_figure.py demo/scene demo/maps 2021 docs/demo.png            (CBRA rooftops)
+    python tools/demo_figure.py demo/ugs-scene demo/ugs-maps 2021 docs/ugs.png ugs  (urban green space)
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ def on_grid(path: Path, like, band_indexes, resampling=Resampling.nearest) -> np
         return vrt.read(band_indexes, masked=True)
 
 
-def main(scene: str, maps: str, year: str, out: str, size: int = 900) -> None:
-    vrt_path = Path(maps) / f"CBRA_{year}.vrt"
+# product → (mosaic pattern, image file and its R, G, B bands, truth file, colour of the class, its name)
+PRODUCTS = {
+    "cbra": ("CBRA_{year}.vrt", "s2.tif", [3, 2, 1], "rooftops.tif", (228, 38, 44), "2.5 m"),
+    "ugs": ("UGS_{year}_*.vrt", "rgb.tif", [1, 2, 3], "ugs.tif", (44, 160, 44), "1.1 m"),
+}
+
+
+def main(scene: str, maps: str, year: str, out: str, product: str = "cbra", size: int = 900) -> None:
+    pattern, image, bands, truth_file, colour, gsd = PRODUCTS[product]
+    vrt_path = sorted(Path(maps).glob(pattern.format(year=year)))[0]
     with rasterio.open(vrt_path) as like:
         ours = like.read(1, masked=True)
-        rgb = on_grid(Path(scene) / year / "s2.tif", like, [3, 2, 1]).filled(0)
-        truth = on_grid(Path(scene) / year / "rooftops.tif", like, 1).filled(0)
+        rgb = on_grid(Path(scene) / year / image, like, bands).filled(0)
+        truth = on_grid(Path(scene) / year / truth_file, like, 1).filled(0)
     # the densest size × size window of ground-truth rooftops, to show detail
     rows, cols = ours.shape
     step = size // 3
@@ -42,7 +51,7 @@ def main(scene: str, maps: str, year: str, out: str, size: int = 900) -> None:
 
     def binary(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
         img = np.full((3, *mask.shape), 245, np.uint8)  # background: near white
-        img[:, mask] = np.array([228, 38, 44], np.uint8)[:, None]
+        img[:, mask] = np.array(colour, np.uint8)[:, None]
         img[:, ~valid] = 180  # no data: grey
         return img
 
@@ -56,8 +65,8 @@ def main(scene: str, maps: str, year: str, out: str, size: int = 900) -> None:
         dst.write(figure)
     agree = (ours_w.filled(0) == 255) & (truth[window] == 255)
     f1 = 2 * agree.sum() / max((ours_w.filled(0) == 255).sum() + (truth[window] == 255).sum(), 1)
-    print(f"wrote {out}: {size}×{size} px at 2.5 m from row {r}, col {c} of {vrt_path.name}; F1 in view {f1:.3f}")
+    print(f"wrote {out}: {size}×{size} px at {gsd} from row {r}, col {c} of {vrt_path.name}; F1 in view {f1:.3f}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -45,6 +45,9 @@ class InputSpec:
     resampling: str | None = None  # how a source off the lattice is warped (None: bilinear)
     wavelengths: tuple[float, ...] | None = None  # band centres, nm: metadata for the model
     gsd: float | None = None  # metres: metadata for the model
+    # "dn": the product works on the file's numbers as they are (8-bit RGB, a 0/1 class raster); None:
+    # physical values (reflectance, probability), which an integer file must map to with a scale
+    units: str | None = None
 
     @property
     def normalised(self) -> bool:
@@ -70,6 +73,9 @@ ACTIVATIONS = ("sigmoid", "softmax", "logits")
 class ModelSpec:
     architecture: str
     checkpoint: str  # a registry name or path; may hold {region} (one checkpoint per region)
+    # A checkpoint adapted to the run's region ({region}: its name), used instead of `checkpoint` when one
+    # exists (`mapgen adapt` makes them); None: the product has no per-region checkpoints.
+    adapted: str | None = None
     output: str = "sigmoid"  # the activation of a model with one head
     heads: dict[str, str] | None = None  # head name → activation, for a model with several heads
 

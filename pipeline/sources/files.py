@@ -178,7 +178,7 @@ class FileSource(Source):
             if dtype.kind == "c" or dtype.kind not in "uif":
                 raise SourceError(f"{where}: {path} holds {dtype} values; mapgen reads real numbers")
             own_scale = any(scales[i - 1] != 1 or offsets[i - 1] != 0 for i in indexes)
-            if dtype.kind in "ui" and self.bands.scale is None and not own_scale:
+            if dtype.kind in "ui" and self.bands.scale is None and not own_scale and spec.units != "dn":
                 raise SourceError(f"{where}: {path} holds {dtype} numbers with no scale; declare how they map "
                                   f"to the product's values with --scale (value = DN × scale + offset), "
                                   + _scale_hint(dtype))

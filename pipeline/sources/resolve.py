@@ -16,6 +16,7 @@ from .earthengine import EarthEngineSource
 from .files import BandMap, FileSource, check_raster, pattern_files, yearly_catalog_layers
 from .sample import as_geometry
 from .stac import StacScenes
+from .vector import VectorSource, is_vector_file
 
 MASK_OFF = "none"
 AS_IS = BandMap()  # the file holds the product's bands, in its order
@@ -74,6 +75,8 @@ def layer_sources(text: str, product: Product, years: Sequence[int | str], *, ba
             return {image: FileSource(text, found[""], bands)}
         return {name: FileSource(text.replace("{layer}", name), files, bands if name == image else BandMap())
                 for name, files in found.items() if name in {s.name for s in product.inputs}}
+    if Path(text).is_file() and is_vector_file(text):  # polygons: a mask given as a vector file
+        return {image: VectorSource(text)}
     if (Path(text) / STORE).is_dir():  # an input cache made by `mapgen fetch`
         return dict(CachedSource.open(text))
     path = _catalog_path(text)
