@@ -8,6 +8,7 @@ registers). Adding UGSNet, FUSU-Net or STSUN means adding its module, not editin
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
@@ -23,6 +24,22 @@ class ModelConfig(Protocol):
     """What the registry needs from a config: a JSON round trip."""
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+class DictConfig:
+    """The JSON round trip of a dataclass config (what a checkpoint's sidecar holds): `from_dict` refuses
+    fields the class does not have, so a sidecar of another network's config is not half-read."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+        return cls(**dict(data))
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,17 @@ temporal-consistency loss in training, so `predict` (the production path) skips 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .edsr import EDSR, upsample_factors
+from .registry import DictConfig
 from .resnet_d import ResNetDEncoder
 from .unet import UNet
 
@@ -26,7 +26,7 @@ ENCODER_STRIDE = 32
 
 
 @dataclass(frozen=True)
-class STSRSegConfig:
+class STSRSegConfig(DictConfig):
     in_bands: int = 4  # B2, B3, B4, B8 (blue, green, red, NIR), z-scored
     sr_features: int = 128
     sr_blocks: int = 16
@@ -65,16 +65,6 @@ class STSRSegConfig:
         """
         return cls(sr_features=8, sr_blocks=4, encoder_depth=18, encoder_width=8, temporal_dim=16)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> STSRSegConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"STSRSegConfig: unknown field(s) {', '.join(unknown)}")
-        return cls(**dict(data))
 
 
 class TemporalHead(nn.Module):

@@ -13,14 +13,14 @@ point head, a stride-1 stem) we follow the code, the only source of the details.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .registry import DictConfig
 
 # Output stride of layer4 (stem max-pool, layer2, layer3, layer4): H and W must be multiples of it.
 NETWORK_STRIDE = 16
@@ -30,7 +30,7 @@ EXPANSION = 4  # bottleneck output channels = 4 × planes
 
 
 @dataclass(frozen=True)
-class UGSNetConfig:
+class UGSNetConfig(DictConfig):
     """UGSNet's sizes. `blocks` are the bottlenecks of layer1..layer4; layer4's units take the dilations
     `MULTI_GRID[:blocks[3]]`. `points` is the inference budget per subdivision step, `oversample` (k) and
     `importance` (β) PointRend's training-time sampling (spec §2.4)."""
@@ -82,16 +82,6 @@ class UGSNetConfig:
         """
         return cls(width=8, blocks=(1, 1, 1, 3), reduce_channels=16, head_channels=32)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> UGSNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"UGSNetConfig: unknown field(s) {', '.join(unknown)}")
-        return cls(**dict(data))
 
 
 # --------------------------------------------------------------------------------------------------
