@@ -149,7 +149,19 @@ def plan(product: str, years: list[int] | None, dates: list[str] | None, region:
     click.echo(f"area {summary['area_km2']:,.1f} km² in blocks ({summary['region_area_km2']:,.1f} km² of region)")
     click.echo(f"pixels per year: input {summary['input_pixels_per_year']:,}, "
                f"output {summary['output_pixels_per_year']:,}")
-    compute = summary["compute"]
+    _print_compute(summary["compute"], spec)
+    if list_tiles:
+        for name in next(iter(summary["tile_names"].values())):
+            click.echo(f"  {name}")
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:,.1f}" if hours >= 10 else f"{hours:.3g}"  # a city's plan is minutes, not 0.0 h
+
+
+def _print_compute(compute: dict, spec) -> None:
+    """The plan's windows, the ideal bound of its full network on an H100 (at the bf16 peak and at the goal's
+    share of it) and, beside it, the hours at each throughput measured for the product's architecture."""
     model = compute["model"]
     if compute["full_model_flop"] is None:
         click.echo(f"windows {compute['windows']:,} ({spec.window.size} px, stride {spec.window.stride}); "
@@ -157,20 +169,28 @@ def plan(product: str, years: list[int] | None, dates: list[str] | None, region:
     else:
         click.echo(f"windows {compute['windows']:,} ({spec.window.size} px, stride {spec.window.stride}); the full "
                    f"{model['architecture']} ({model['gflop_per_window']:.1f} GFLOP a window) needs "
-                   f"{compute['full_model_flop']:.2e} FLOP: {compute['h100_bf16_peak_hours']:,.1f} h of one H100 at "
-                   "its bf16 peak (a bound, not a measurement)")
-    gpu_figures = [m for m in compute["measured"] if m["kind"] == "gpu"]
+                   f"{compute['full_model_flop']:.2e} FLOP")
+        click.echo(f"  ideal bound: {_hours(compute['h100_bf16_peak_hours'])} GPU-hours of one H100 at its bf16 peak "
+                   f"({compute['h100_bf16_peak_tflops']:.1f} TFLOP/s), {_hours(compute['h100_bf16_goal_hours'])} at "
+                   f"{100 * compute['goal_share_of_peak']:.0f} % of it (the goal; a bound, not a measurement)")
     for m in compute["measured"]:
         unit = "GPU-hours" if m["kind"] == "gpu" else "CPU-hours"
-        click.echo(f"  {m['hours']:,.1f} {unit} at {m['windows_per_s']:,.1f} windows/s: {model['architecture']} "
-                   f"{m['config']}, "
-                   f"{m['precision']}, batch {m['batch']} on {m['device']} (measured {m['date']})")
-    if not gpu_figures:
+        detail = [f"{m['km2_per_s']:,.1f} km²/s"] if m.get("km2_per_s") is not None else []
+        if m.get("tflops") is not None:
+            share = m.get("share_of_peak")
+            detail.append(f"{m['tflops']:,.1f} TFLOP/s" + ("" if share is None else f" = {100 * share:.1f} % of "
+                                                                                  "its bf16 peak"))
+        if m.get("peak_memory_gib") is not None:
+            detail.append(f"{m['peak_memory_gib']:.1f} GiB")
+        if m.get("deterministic") is not None:
+            detail.append("deterministic" if m["deterministic"] else "NOT deterministic")
+        click.echo(f"  {_hours(m['hours'])} {unit} at {m['windows_per_s']:,.1f} windows/s"
+                   + (f" ({', '.join(detail)})" if detail else "")
+                   + f": {model['architecture']} {m['config']}, {m['precision']}, batch {m['batch']} on {m['device']} "
+                   f"(measured {m['date']})")
+    if compute["full_model_flop"] is not None and not any(m["kind"] == "gpu" for m in compute["measured"]):
         click.echo(f"  GPU-hours: no GPU figure of {model['architecture']} measured yet; on a GPU machine run "
-                   "python benchmarks/inference.py --record")
-    if list_tiles:
-        for name in next(iter(summary["tile_names"].values())):
-            click.echo(f"  {name}")
+                   "python benchmarks/gpu.py --record")
 
 
 SOURCE_HELP = ("Where the inputs come from: a pattern like data/{year}/{layer}.tif or imagery/rgbn_{year}.tif, a "
@@ -329,7 +349,7 @@ def _stream_run(client, ctx, the_plan, progress: bool) -> None:
 
     try:
         report = execute(client, ctx, the_plan, progress=on_progress, max_in_flight=int(setting("max-in-flight")),
-                         retries=int(setting("retries")))
+                         retries=int(setting("retries")), gpu_blocks=int(setting("gpu-blocks")))
     except KeyboardInterrupt:
         click.echo(f"mapgen: interrupted; finished blocks are kept, the same command resumes "
                    f"({Path(ctx.run_dir) / 'report.json'})", err=True)

@@ -1,53 +1,120 @@
-"""The one COG writer: a plain tiled GTiff translated by rio-cogeo into a Cloud-Optimized GeoTIFF.
+"""The one COG writer: an array wrapped as a GDAL in-memory dataset, copied once by GDAL's COG driver.
 
-`translate_to_cog` is the translation (the export's tiles, written block by block to a scratch GTiff);
-`write_cog` writes a whole array that way (the synthetic scenes), published by write-then-rename. The
-translator's own temporary (with overviews) goes beside its destination, compressed, so that a caller
-who puts the destination in a scratch folder keeps every temporary there.
+`array_dataset` wraps a NumPy array (no copy) as a MEM dataset with its georeferencing, nodata, colour
+table, band descriptions and tags; `copy_to_cog` builds its overviews in memory and writes the COG with
+the COG driver in one pass (the export's tiles, filled block by block); `write_cog` does both for a whole
+array (the synthetic scenes) and publishes it by write-then-rename. No temporary file is written: the
+overviews live beside the array (a third of its size), the COG is encoded in memory (/vsimem, its
+compressed size) and then written to its destination in one piece.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import rasterio
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
+import rasterio.shutil
+from rasterio.dtypes import dtype_rev, typename_fwd
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import DatasetWriter, MemoryFile
+from rasterio.rio.overview import get_maximum_overview_level
 
-from .atomic import replacing, scratch_file
+from .atomic import replacing
 
 # One GDAL thread per writer by default: tiles are written by many tasks at once, one core each.
 SINGLE_THREADED: Mapping[str, str] = {"GDAL_NUM_THREADS": "1"}
 BLOCKSIZE = 512
 
-
-def cog_profile(compress: str, *, blocksize: int = BLOCKSIZE,
-                creation_options: Mapping[str, object] | None = None) -> dict[str, object]:
-    """The GTiff creation options of a COG: rio-cogeo's profile `compress` (deflate, zstd, lzw, raw, …),
-    square blocks of `blocksize`, BigTIFF if needed, then `creation_options` (e.g. PREDICTOR, ZSTD_LEVEL)."""
-    with warnings.catch_warnings():
-        # rio-cogeo warns that readers built against an old libtiff may lack ZSTD, WEBP, LERC: known
-        warnings.filterwarnings("ignore", message="Non-standard compression schema", category=UserWarning)
-        profile = cog_profiles.get(compress.lower())
-    profile.update(blockxsize=blocksize, blockysize=blocksize, BIGTIFF="IF_SAFER")
-    profile.update(creation_options or {})
-    return profile
+# rio-cogeo's profile names (the products' `compress`) → the COG driver's COMPRESS. GDAL only warns of a
+# name it does not know, and writes the pixels uncompressed.
+COMPRESSIONS = {"deflate": "DEFLATE", "zstd": "ZSTD", "lzw": "LZW", "packbits": "PACKBITS", "lzma": "LZMA",
+                "lerc": "LERC", "lerc_deflate": "LERC_DEFLATE", "lerc_zstd": "LERC_ZSTD", "jpeg": "JPEG",
+                "webp": "WEBP", "raw": "NONE"}
+# GTiff's names of a compression level; the COG driver takes them all as LEVEL
+LEVEL_OPTIONS = ("ZLEVEL", "ZSTD_LEVEL", "LZMA_PRESET")
 
 
-def translate_to_cog(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, compress: str,
-                     overview_resampling: str, blocksize: int = BLOCKSIZE,
-                     creation_options: Mapping[str, object] | None = None,
-                     config: Mapping[str, str] = SINGLE_THREADED) -> None:
-    """Translate the raster `src` into a COG at `dest` (written in place: give a temporary name and rename
-    it, or use `write_cog`). Overviews down to one block, made with `overview_resampling`; nodata, colour
-    table, band descriptions and tags are kept. The translator's temporary lies beside `dest`, compressed
-    (about the COG's size instead of 1.5 × the raw pixels)."""
-    cog_translate(str(src), str(dest), cog_profile(compress, blocksize=blocksize, creation_options=creation_options),
-                  overview_resampling=overview_resampling, quiet=True, in_memory=False, config=dict(config),
-                  use_cog_driver=False, allow_intermediate_compression=True)
+def cog_options(compress: str, *, blocksize: int = BLOCKSIZE,
+                creation_options: Mapping[str, object] | None = None) -> dict[str, str]:
+    """The COG driver's creation options: `compress` (deflate, zstd, lzw, raw, …), square blocks of
+    `blocksize`, BigTIFF if needed, the overviews given by the source, then `creation_options` (e.g.
+    PREDICTOR, ZSTD_LEVEL, which becomes the driver's LEVEL). Refuses (ValueError) an unknown `compress`."""
+    if compress.lower() not in COMPRESSIONS:
+        raise ValueError(f"compress {compress!r}: not one of {', '.join(COMPRESSIONS)}")
+    options: dict[str, str] = {"COMPRESS": COMPRESSIONS[compress.lower()],
+                               "BLOCKSIZE": str(blocksize), "BIGTIFF": "IF_SAFER",
+                               "OVERVIEWS": "FORCE_USE_EXISTING"}
+    for key, value in (creation_options or {}).items():
+        options["LEVEL" if key.upper() in LEVEL_OPTIONS else key.upper()] = str(value)
+    return options
+
+
+def overview_factors(width: int, height: int, blocksize: int = BLOCKSIZE) -> list[int]:
+    """Decimation factors 2, 4, … of the overviews, as rio-cogeo chose them before (until the shorter
+    side fits in a block)."""
+    return [2 ** i for i in range(1, get_maximum_overview_level(width, height, minsize=blocksize) + 1)]
+
+
+@contextmanager
+def array_dataset(data: np.ndarray, *, crs: object, transform: object, nodata: float | None,
+                  descriptions: Sequence[str] = (), colormap: Mapping[int, tuple[int, ...]] | None = None,
+                  tags: Mapping[str, str] | None = None) -> Iterator[DatasetWriter]:
+    """A GDAL in-memory (MEM) dataset over (bands, H, W) or (H, W) `data`, sharing its memory (no copy;
+    `data` must stay alive and unchanged while the dataset is open), with its metadata set."""
+    if data.ndim == 2:
+        data = data[None]
+    if not data.flags.c_contiguous:
+        raise ValueError("an array dataset needs a C-contiguous array")
+    count, height, width = data.shape
+    name = (f"MEM:::DATAPOINTER={data.__array_interface__['data'][0]:#x},PIXELS={width},LINES={height},"
+            f"BANDS={count},DATATYPE={typename_fwd[dtype_rev[data.dtype.name]]}")
+    # GDAL ≥ 3.10 opens a MEM::: name only when asked to; its georeferencing is set just after opening
+    with rasterio.Env(GDAL_MEM_ENABLE_OPEN="YES"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        dataset = rasterio.open(name, "r+")
+    with dataset:
+        dataset.crs, dataset.transform = crs, transform
+        if nodata is not None:
+            dataset.nodata = nodata
+        for band, description in enumerate(descriptions, start=1):
+            dataset.set_band_description(band, description)
+        if colormap is not None:
+            dataset.write_colormap(1, colormap)
+        if tags:
+            dataset.update_tags(**tags)
+        yield dataset
+
+
+def copy_to_cog(src: DatasetWriter, dest: str | os.PathLike[str], *, compress: str, overview_resampling: str,
+                blocksize: int = BLOCKSIZE, creation_options: Mapping[str, object] | None = None,
+                config: Mapping[str, str] = SINGLE_THREADED) -> None:
+    """Write the in-memory dataset `src` (`array_dataset`) as a COG at `dest`, in place (give a temporary
+    name and rename it, or use `write_cog`). Its overviews are built first, in memory, with
+    `overview_resampling` (GDAL's BuildOverviews); the COG driver then encodes pixels and overviews once,
+    in memory, and the file is written from there (a full disk is an OSError with errno ENOSPC). Nodata,
+    colour table, band descriptions and tags are kept; the tag OVERVIEW_RESAMPLING is added (as rio-cogeo
+    did)."""
+    options = cog_options(compress, blocksize=blocksize, creation_options=creation_options)
+    if "GDAL_NUM_THREADS" in config:
+        options.setdefault("NUM_THREADS", config["GDAL_NUM_THREADS"])
+    with rasterio.Env(**config):
+        # the COG driver's own overviews go through a temporary file compressed with ZSTD level 9, a
+        # quarter of a sparse tile's time; built in memory they cost one read of the pixels
+        factors = overview_factors(src.width, src.height, blocksize)
+        if factors and not src.overviews(1):
+            src.build_overviews(factors, Resampling[overview_resampling])
+        src.update_tags(OVERVIEW_RESAMPLING=Resampling[overview_resampling].name.upper())
+        with MemoryFile() as encoded:
+            # GDAL deletes a file it failed to write, and names a full disk in many words; Python's write
+            # says ENOSPC, with the half-written file still there to show how much space was left
+            rasterio.shutil.copy(src, encoded.name, driver="COG", **options)
+            with open(dest, "wb") as out:
+                out.write(encoded.getbuffer())
 
 
 def write_cog(path: str | os.PathLike[str], data: np.ndarray, *, crs: object, transform: object,
@@ -56,30 +123,12 @@ def write_cog(path: str | os.PathLike[str], data: np.ndarray, *, crs: object, tr
               tags: Mapping[str, str] | None = None, blocksize: int = BLOCKSIZE,
               creation_options: Mapping[str, object] | None = None, config: Mapping[str, str] = SINGLE_THREADED,
               scratch_dir: str | os.PathLike[str] | None = None) -> None:
-    """Write (bands, H, W) or (H, W) `data` as a COG at `path`: a scratch GTiff, `translate_to_cog` to a
-    partial name, then a rename, so a reader never sees half a file. Temporaries (`.{name}.{pid}.scratch.tif`,
-    `.partial.tif` and the translator's) go to `scratch_dir` (default: beside `path`), on the same file
-    system."""
-    if data.ndim == 2:
-        data = data[None]
-    count, height, width = data.shape
-    profile = cog_profile(compress, blocksize=blocksize, creation_options=creation_options)
-    scratch_profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": data.dtype.name,
-        "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": blocksize,
-        "blockysize": blocksize, "BIGTIFF": "IF_SAFER", "interleave": profile.get("interleave", "pixel"),
-        **({"compress": profile["compress"]} if "compress" in profile else {}),
-    }
+    """Write (bands, H, W) or (H, W) `data` as a COG at `path`: `copy_to_cog` to a partial name
+    (`.{name}.{pid}.partial.tif` in `scratch_dir`, default beside `path`, on the same file system), then a
+    rename, so a reader never sees half a file."""
+    data = np.ascontiguousarray(data)
     with replacing(path, scratch_dir=scratch_dir, suffix=".partial.tif") as partial, \
-            scratch_file(path, scratch_dir=scratch_dir, suffix=".scratch.tif") as scratch:
-        with rasterio.Env(**config):
-            with rasterio.open(scratch, "w", **scratch_profile) as dst:
-                dst.write(data)
-                for band, description in enumerate(descriptions, start=1):
-                    dst.set_band_description(band, description)
-                if colormap is not None:
-                    dst.write_colormap(1, colormap)
-                if tags:
-                    dst.update_tags(**tags)
-        translate_to_cog(scratch, partial, compress=compress, overview_resampling=overview_resampling,
-                         blocksize=blocksize, creation_options=creation_options, config=config)
+            array_dataset(data, crs=crs, transform=transform, nodata=nodata, descriptions=descriptions,
+                          colormap=colormap, tags=tags) as src:
+        copy_to_cog(src, partial, compress=compress, overview_resampling=overview_resampling,
+                    blocksize=blocksize, creation_options=creation_options, config=config)

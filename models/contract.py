@@ -10,6 +10,9 @@ engine never knows which network it runs.
   None (all the run's dates together; image inputs B × T × C × H × W, series inputs B × T′ × C × h × w).
 - `heads`: head name → channels. Each head comes back B × K × sH × sW (frames = 1), or with a time axis
   B × T × K × sH × sW (frames = None: T dates for a per-date output, T − 1 for a per-pair one).
+- `reads_dates` (optional, True if absent): whether the network reads `meta.dates`. A network of one frame
+  that does not (`reads_dates = False`) gets windows of a block's several dates in one batch, so that only
+  a block's last batch is padded.
 """
 
 from __future__ import annotations

@@ -101,6 +101,7 @@ class STSRSeg(nn.Module):
     inputs = ("image",)
     frames = 1
     heads = {"seg": 1}
+    reads_dates = False  # meta.dates are not used: windows of several dates may share a batch
 
     def __init__(self, config: STSRSegConfig | None = None) -> None:
         super().__init__()

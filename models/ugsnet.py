@@ -366,6 +366,7 @@ class UGSNet(nn.Module):
     inputs = ("image",)
     frames = 1
     heads = {"fine": 2}
+    reads_dates = False  # meta.dates are not used: windows of several dates may share a batch
 
     def __init__(self, config: UGSNetConfig | None = None) -> None:
         super().__init__()

@@ -1,15 +1,17 @@
 """How much compute a plan needs: its windows, the product's own model's FLOP, and hours at throughputs
 measured by the benchmark.
 
-`benchmarks/inference.py --record` writes measured windows/s per device kind and model size into
+`benchmarks/gpu.py --record` writes measured windows/s per architecture, device and model size into
 throughput.json beside this module; `mapgen plan` divides the plan's windows by each figure of the product's
-architecture.
+architecture, beside the ideal bound (the full network's FLOP at an H100's bf16 peak, and at half of it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,29 @@ from .windows import WindowLattice
 
 THROUGHPUT = Path(__file__).with_name("throughput.json")
 H100_BF16_DENSE_TFLOPS = 989.4
+GOAL_SHARE_OF_PEAK = 0.5  # issue 15: the full STSR-Seg at half the bf16 peak or better
+# Dense bf16 tensor-core peaks by the vendors' datasheets, TFLOP/s, matched in order against the device's name
+# (the H200 SXM has the H100 SXM's arithmetic; the PCIe and NVL parts run lower clocks).
+BF16_DENSE_TFLOPS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0),
+    ("H100", H100_BF16_DENSE_TFLOPS), ("H200", H100_BF16_DENSE_TFLOPS), ("A100", 312.0),
+)
+KM_PER_DEGREE = 111.32  # one degree at the equator: the products' nominal pixels (1/11130° = 10 m)
+
+
+def bf16_peak_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU named `device_name` (torch's name for it), None when not in the table."""
+    for part, peak in BF16_DENSE_TFLOPS:
+        if part.lower() in device_name.lower():
+            return peak
+    return None
+
+
+def window_area_km2(product: Product) -> float:
+    """The plan area one window adds: its stride squared at the grid's input resolution, in km² of the
+    products' nominal pixels (a degree at the equator; E–W cells shrink with latitude)."""
+    side_km = product.window.stride * float(Fraction(product.grid.input_resolution)) * KM_PER_DEGREE
+    return side_km * side_km
 
 
 def windows_per_axis(starts: np.ndarray, size_px: int, lattice: WindowLattice) -> np.ndarray:
@@ -46,25 +71,49 @@ def plan_windows(plan: Plan, lattice: WindowLattice) -> int:
 
 @dataclass(frozen=True)
 class Throughput:
-    key: str  # 'cuda:full', 'cpu:small'
+    """One measured figure of throughput.json: the best batch of one architecture and size on one device."""
+
+    key: str  # 'stsr-seg:nvidia-h200:full'; older records: 'cpu:small'
     architecture: str
     device: str
     kind: str  # 'gpu' or 'cpu'
-    config: str  # STSR-Seg size: full or small
+    config: str  # the network's size: full (the paper's) or small
     precision: str
     batch: int
     windows_per_s: float
     date: str
     command: str
+    # what benchmarks/gpu.py adds; None in older records
+    product: str | None = None
+    gflop_per_window: float | None = None
+    km2_per_s: float | None = None
+    tflops: float | None = None
+    share_of_peak: float | None = None  # of the chip's dense bf16 peak (datasheet)
+    peak_memory_gib: float | None = None
+    deterministic: bool | None = None  # the same windows twice gave bit-identical scores
+    torch: str | None = None
 
 
-def load_throughputs(path: Path = THROUGHPUT) -> list[Throughput]:
+_FIELDS = {f.name for f in dataclasses.fields(Throughput)}
+
+
+def load_throughputs(path: Path | None = None) -> list[Throughput]:
+    """The figures recorded in `path` (default: throughput.json beside this module; none when it does not
+    exist), sorted by key."""
+    path = THROUGHPUT if path is None else path
     if not path.exists():
         return []
     records = json.loads(path.read_text())
-    # records before there were several architectures are STSR-Seg's
-    return [Throughput(key=key, **{"architecture": "stsr-seg", **{k: v for k, v in rec.items() if k != "torch"}})
+    # records before there were several architectures are STSR-Seg's; fields a later benchmark adds are
+    # ignored rather than refused, so that an older mapgen still reads a newer file
+    return [Throughput(key=key, **{"architecture": "stsr-seg", **{k: v for k, v in rec.items() if k in _FIELDS}})
             for key, rec in sorted(records.items())]
+
+
+def record_throughput(records: dict[str, dict], figure: Throughput) -> dict[str, dict]:
+    """`records` (throughput.json's content) with `figure` put under its key, replacing an earlier one."""
+    fields = {k: v for k, v in dataclasses.asdict(figure).items() if k != "key" and v is not None}
+    return {**records, figure.key: fields}
 
 
 def window_shapes(product: Product, frames: int | None) -> dict[str, tuple[int, ...]]:
@@ -108,10 +157,11 @@ def model_cost(product: Product) -> dict:
             "note": "" if flop is not None else f"{name} names no paper configuration: no cost"}
 
 
-def estimate(plan: Plan, product: Product) -> dict:
+def estimate(plan: Plan, product: Product, throughputs: Path | None = None) -> dict:
     """Windows of the plan (forward passes: per date, or per window for a model that sees every date at
-    once), the product's model cost, hours per measured throughput of its architecture, and the full
-    network's ideal H100 bound."""
+    once), the product's model cost, hours per measured throughput of its architecture (read from
+    `throughputs`, default throughput.json), and the full network's ideal H100 bounds: at its bf16 peak and
+    at the goal's share of it."""
     lattice = WindowLattice(product.window.size, product.window.stride)
     model = model_cost(product)
     windows = plan_windows(plan, lattice)
@@ -119,15 +169,18 @@ def estimate(plan: Plan, product: Product) -> dict:
         windows //= max(1, len(plan.dates))
     gflop = model["gflop_per_window"]
     flop = None if gflop is None else windows * gflop * 1e9
+    peak_hours = None if flop is None else flop / (H100_BF16_DENSE_TFLOPS * 1e12) / 3600
     return {
         "windows": windows,
         "model": model,
         "full_model_flop": flop,
-        "h100_bf16_peak_hours": None if flop is None else flop / (H100_BF16_DENSE_TFLOPS * 1e12) / 3600,
+        "h100_bf16_peak_tflops": H100_BF16_DENSE_TFLOPS,
+        "h100_bf16_peak_hours": peak_hours,
+        "goal_share_of_peak": GOAL_SHARE_OF_PEAK,
+        "h100_bf16_goal_hours": None if peak_hours is None else peak_hours / GOAL_SHARE_OF_PEAK,
         "measured": [
-            {"key": t.key, "device": t.device, "kind": t.kind, "config": t.config, "precision": t.precision,
-             "batch": t.batch, "windows_per_s": t.windows_per_s, "date": t.date, "command": t.command,
+            {**{k: v for k, v in dataclasses.asdict(t).items() if v is not None},
              "hours": windows / t.windows_per_s / 3600}
-            for t in load_throughputs() if t.architecture == model["architecture"]
+            for t in load_throughputs(throughputs) if t.architecture == model["architecture"]
         ],
     }

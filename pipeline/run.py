@@ -12,7 +12,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -43,10 +44,9 @@ from .tasks import (
     check_tile,
     export_key,
     export_tile,
-    predict_block,
-    read_block,
-    vote_block,
+    process_block,
 )
+from .windows import WindowLattice
 
 
 class RunError(RuntimeError):
@@ -79,6 +79,7 @@ class RunReport:
     area_km2: float = 0.0
     peak_in_flight: int = 0
     cluster: dict[str, object] = field(default_factory=dict)
+    worker_threads: dict[str, dict[str, int]] = field(default_factory=dict)  # worker → threads its model, kernels used
     device: str = "cpu"
     precision: str = "fp32"
     batch: int = 0
@@ -102,6 +103,10 @@ class RunReport:
         ]
         if self.stage_seconds:
             lines.append("  worker time: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.stage_seconds.items())))
+        if self.worker_threads:
+            used = sorted({(t["torch"], t["numba"]) for t in self.worker_threads.values()})
+            lines.append(f"  threads per worker ({len(self.worker_threads)} worker(s)): "
+                         + ", ".join(f"model {m}, kernels {k}" for m, k in used))
         if self.verified or self.recomputed:
             lines.append("  verified before skipping: "
                          + (", ".join(f"{k} {v}" for k, v in sorted(self.verified.items())) or "nothing"))
@@ -236,6 +241,14 @@ def check_model_contract(product: Product, dates: tuple[str, ...]) -> tuple[type
     return network, model_inputs
 
 
+def task_windows(product: Product, scheme, network: type, dates: tuple[str, ...]) -> int:
+    """The most windows one block's task sends through the network: a block's windows, for each of its dates
+    when a one-frame network that does not read the dates shares batches across them (`BatchStream`)."""
+    side = WindowLattice(product.window.size, product.window.stride).most_covering(scheme.block_px)
+    shared = getattr(network, "frames", 1) == 1 and not getattr(network, "reads_dates", True)
+    return side * side * (len(dates) if shared else 1)
+
+
 def region_checkpoint(product: Product, checkpoint: str | None, region_name: str) -> tuple[str, str | None]:
     """(the checkpoint to run, a warning or None): --checkpoint; else the region's adapted one when the product
     names one ([model] adapted, {region} the region's name) and it exists; else the product's, with a warning
@@ -271,8 +284,8 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
     string (its own inputs only) or the `Inputs` of `open_inputs`. `device` 'auto' is cuda when the cluster
     the run goes to (`cluster`: a kind or scheduler address; None: the `mapgen.cluster` setting) has GPUs.
     `precision` defaults to bf16 on CUDA and fp32 elsewhere; `batch` (windows per forward pass) to the
-    `mapgen.gpu-batch` setting on CUDA and the product's elsewhere. `region_name` is what a product's
-    `{region}` stands for (its checkpoint per region, its mosaics' names)."""
+    `mapgen.gpu-batch` setting on CUDA (at most what a block's task runs) and the product's elsewhere.
+    `region_name` is what a product's `{region}` stands for (its checkpoint per region, its mosaics' names)."""
     check_product(product)
     dates = run_dates(years)
     network, model_inputs = check_model_contract(product, dates)
@@ -285,8 +298,11 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
     device = resolve_device(device, cluster or setting("cluster"))
     if precision is None:
         precision = "bf16" if device.startswith("cuda") else "fp32"
-    if batch is None:
-        batch = int(setting("gpu-batch")) if device.startswith("cuda") else product.window.batch
+    if batch is None and device.startswith("cuda"):
+        # never more than a block's task runs, else most of a batch is padding (UGS: 36 windows a block)
+        batch = min(int(setting("gpu-batch")), task_windows(product, scheme, network, dates))
+    elif batch is None:
+        batch = product.window.batch
     if batch < 1:
         raise RunError(f"batch {batch}: give at least one window per forward pass")
     model = ModelRef(str(ckpt_path), sha256, product.model.architecture, device, precision)
@@ -315,9 +331,7 @@ def prepare(product: Product, region: BaseGeometry, years: Sequence[int | str], 
 class RunTasks:
     """The functions a run's tasks call (the tests swap them for cheap ones to stream a national plan)."""
 
-    read: Callable = read_block
-    predict: Callable = predict_block
-    vote: Callable = vote_block
+    block: Callable = process_block
     export: Callable = export_tile
     check_block: Callable = check_block
     check_tile: Callable = check_tile
@@ -331,25 +345,28 @@ class _Progress:
         self.tiles: dict[str, Tile] = {}
         self.broken: dict[str, str] = {}  # tile key → first failed block id
         self.block_tile: dict[str, str] = {}  # block id → tile key, for the blocks in flight
-        self.block_tasks: dict[str, int] = {}  # block id → its tasks not finished yet (errors arrive in any order)
+        self.block_years: dict[str, int] = {}  # block id → its block-years its task is to do
         self.exports: dict[str, str] = {}  # export ident → tile file name, for the exports in flight
         self.checking: dict[str, Block | Tile] = {}  # block id / tile key → what is being verified
 
 
 def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int, str], None] | None = None,
-            max_in_flight: int = 256, retries: int = 2, gpu: bool | None = None,
+            max_in_flight: int = 256, retries: int = 2, gpu: bool | None = None, gpu_blocks: int = 2,
             tasks: RunTasks = RunTasks()) -> RunReport:
     """Run the plan on `client` (a distributed.Client); returns the report, also written as JSON.
 
-    Blocks are drawn from the plan tile by tile as the cluster takes them: per block, a read and a
-    predict task per year still to do, then the vote; a tile's export tasks go once all its blocks are
-    voted. At most `max_in_flight` tasks are live. Predict tasks ask for one `GPU` resource when `gpu`
-    (default: when the model runs on CUDA). A task that keeps failing is reported with its block and
-    error; the rest goes on. Interrupted (Ctrl-C), the live tasks are cancelled and the report says so.
+    Blocks are drawn from the plan tile by tile as the cluster takes them: one task per block reads and
+    predicts each year still to do and votes; a tile's export tasks go once all its blocks are voted. At
+    most `max_in_flight` tasks are live. Block tasks ask for 1/`gpu_blocks` of a `GPU` resource when `gpu`
+    (default: when the model runs on CUDA), so that a GPU works on that many blocks at once, one reading
+    while another runs the model. A task that keeps failing is reported with its block and error; the rest
+    goes on. Interrupted (Ctrl-C), the live tasks are cancelled and the report says so.
     """
     started = time.perf_counter()
     gpu = ctx.model.device.startswith("cuda") if gpu is None else gpu
-    model_resources = {"GPU": 1} if gpu else None
+    if gpu_blocks < 1:
+        raise ValueError(f"gpu_blocks must be at least 1, not {gpu_blocks}")
+    model_resources = {"GPU": 1 / gpu_blocks} if gpu else None
     client.register_plugin(PreloadModel(ctx.model))
     report = RunReport(product=ctx.product.name, years=list(ctx.years) if ctx.annual else list(ctx.dates),
                        tiles=len(plan.tiles),
@@ -364,7 +381,7 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     groups = ctx.groups
     maps = [(output, label) for output in ctx.outputs for label in ctx.labels(output)]  # one tile file each
     dates_per_group = len(ctx.dates) // len(groups)
-    total = plan.block_count * (2 * len(groups) + 1) + len(plan.tiles) * len(maps)
+    total = plan.block_count + len(plan.tiles) * len(maps)
     done = 0
 
     def tick(kind: str, n: int = 1) -> None:
@@ -402,7 +419,6 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                 marker(ctx.run_dir, "predict", block_key(block, g)).exists() for g in groups):
             # a resume: check what the markers vouch for before skipping it
             state.block_tile[block.id] = tile.key
-            state.block_tasks[block.id] = 1
             state.checking[block.id] = block
             stream.submit("check", block.id, tasks.check_block, ctx, block)
             return
@@ -412,23 +428,14 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
         if is_done(ctx.run_dir, "vote", block.id):
             report.block_years_skipped += len(ctx.dates)
             report.blocks_skipped += 1
-            tick("skipped", 2 * len(groups) + 1)
+            tick("skipped")
             close_block(tile.key)
             return
+        skipped = sum(len(g) for g in groups if is_done(ctx.run_dir, "predict", block_key(block, g)))
+        report.block_years_skipped += skipped
         state.block_tile[block.id] = tile.key
-        state.block_tasks[block.id] = 1  # the vote; two more per group of dates below
-        predicted = []
-        for group in groups:
-            key = block_key(block, group)
-            if is_done(ctx.run_dir, "predict", key):
-                report.block_years_skipped += len(group)
-                tick("skipped", 2)
-                continue
-            state.block_tasks[block.id] += 2
-            inputs = stream.submit("read", key, tasks.read, ctx, block, group)
-            predicted.append(stream.submit("predict", key, tasks.predict, ctx, block, group, inputs,
-                                           resources=model_resources))
-        stream.submit("vote", block.id, tasks.vote, ctx, block, *predicted)
+        state.block_years[block.id] = len(ctx.dates) - skipped
+        stream.submit("block", block.id, tasks.block, ctx, block, resources=model_resources)
 
     def close_block(tile_key: str) -> None:
         state.open[tile_key] -= 1
@@ -476,33 +483,38 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                     report.tiles_written.append(result["tile"])
                     report.stage_seconds["export"] = report.stage_seconds.get("export", 0.0) + result["seconds"]
                 continue
-            block_id = ident.split("-", 1)[0]
+            block_id = ident
             tile_key = state.block_tile[block_id]
-            if finished.error is not None:
-                if block_id not in report.blocks_failed:  # its dependents fail with the same error: once
-                    report.blocks_failed.append(block_id)
-                    report.failed.append(f"{kind} {ident}: {finished.error}")
-                state.broken.setdefault(tile_key, block_id)
-            elif kind == "predict":
-                for stage, seconds in (("read", result["read_seconds"]), ("predict", result["seconds"])):
-                    report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + seconds
-                report.block_years_done += dates_per_group
-                report.windows += result["windows"]
-            elif kind == "vote":
-                report.stage_seconds["vote"] = report.stage_seconds.get("vote", 0.0) + result["seconds"]
-                report.blocks_voted += 1
-            elif kind == "check":
+            if kind == "check":
                 block = state.checking.pop(block_id)
+                if finished.error is not None:
+                    report.blocks_failed.append(block_id)
+                    report.failed.append(f"check {ident}: {finished.error}")
+                    state.broken.setdefault(tile_key, block_id)
+                    del state.block_tile[block_id]
+                    close_block(tile_key)
+                    continue
                 count_verified("blocks", int(result["voted"]))
                 count_verified("block-years", len(result["predicted"]) * dates_per_group)
                 report.recomputed += result["failed"]
-                del state.block_tile[block_id], state.block_tasks[block_id]
+                del state.block_tile[block_id]
                 submit_block(state.tiles[tile_key], block)  # now as the verified markers say
                 continue
-            state.block_tasks[block_id] -= 1
-            if not state.block_tasks[block_id]:  # every task of the block has ended, well or not
-                del state.block_tile[block_id], state.block_tasks[block_id]
-                close_block(tile_key)
+            years = state.block_years.pop(block_id)
+            del state.block_tile[block_id]
+            if finished.error is not None:
+                report.blocks_failed.append(block_id)
+                report.failed.append(f"{kind} {ident}: {finished.error}")
+                state.broken.setdefault(tile_key, block_id)
+            else:
+                report.block_years_done += years
+                report.windows += result["windows"]
+                report.blocks_voted += 1
+                for stage in ("read", "model", "predict", "read_wait", "vote"):
+                    report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + result[f"{stage}_seconds"]
+                report.worker_threads[result["worker"]] = {"torch": result["torch_threads"],
+                                                           "numba": result["numba_threads"]}
+            close_block(tile_key)
         report.status = "failed" if report.failed else "finished"
     except BaseException:
         report.status = "interrupted"
@@ -545,10 +557,14 @@ def _write_report(ctx: RunContext, report: RunReport) -> None:
     atomic.write_text(Path(ctx.run_dir) / REPORT, json.dumps(asdict(report), indent=2, sort_keys=True))
 
 
-def local_client(workers: int = 2, threads_per_worker: int = 1):
-    """The embedded default: a client of a LocalCluster of worker processes on this machine; closing the
-    client closes its cluster."""
-    from distributed import Client
+@contextmanager
+def local_client(workers: int = 2, threads_per_worker: int | None = None) -> Iterator:
+    """The embedded default as a context: a client of a LocalCluster of worker processes on this machine
+    sharing its cores (see cluster.local_cluster), closed with its cluster on leaving."""
+    from .cluster import close_client, make_client
 
-    return Client(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                  dashboard_address=None)
+    client = make_client("local", workers=workers, threads_per_worker=threads_per_worker)
+    try:
+        yield client
+    finally:
+        close_client(client)

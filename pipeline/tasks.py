@@ -1,11 +1,17 @@
 """The kinds of task a run is made of; each runs on a worker and writes its result to disk.
 
-read_block:   a block + the halo of its windows for one group of dates (each date alone, or all of them
-              for a model that sees several), every input on its own lattice, and the mask layers (no GPU)
-predict_block: windows → model → heads → stitch per head → crop → each output's post chain → store
-              `classes` (asks for a GPU)
-vote_block:   all maps of each output of a block → temporal chain → store `final`
+process_block: one task per block (asks for a share of a GPU): for each group of dates not yet predicted,
+              read_block (the next group is read in a second thread while the model runs on this one),
+              then predict_block; then vote_block
+  read_block:    a block + the halo of its windows for one group of dates (each date alone, or all of them
+                 for a model that sees several), every input on its own lattice, and the mask layers
+  predict_block: windows → model → heads → stitch per head → crop → each output's post chain → store
+                 `classes`
+  vote_block:    all maps of each output of a block → temporal chain → store `final`
 export_tile:  the blocks of a tile → one COG per output and map, under its final name
+
+A task per block rather than per block-year keeps the scheduler's work per block-year small (a national
+run has half a million block-years) while a block's reads still overlap its model.
 
 Each leaves a marker with the sha256 of what it wrote; a task that reads what another wrote checks it
 against that marker first. On a resume, check_block and check_tile verify what the run would skip and
@@ -17,10 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mapgen.models.contract import ModelMeta
 from mapgen.tiles import Block, Box, Grid, Tile, as_fraction
 from mapgen.workflows import InputSpec, OutputSpec
 from mapgen.workflows.dates import is_year, source_date
@@ -28,12 +36,12 @@ from mapgen.workflows.dates import is_year, source_date
 from .classes import NODATA, lookup_table
 from .context import RunContext, group_key
 from .export import write_tile
-from .inference import predict_heads
+from .inference import BatchStream, get_model, predict_heads
 from .normalise import normalise
 from .post import apply_post, apply_temporal, mask_layers
 from .sources import open_box
 from .stitch import stitch
-from .store import RunStore, digest, file_digest, mark_done, read_marker, tile_matches, unmark
+from .store import RunStore, digest, file_digest, is_done, mark_done, read_marker, tile_matches, unmark
 
 # Chunk side of a block's read: a 0.1° block + halo (~1,250 px) is one chunk, so one source request (a file
 # read, a STAC search + load, an Earth Engine call, which splits itself under its request limits).
@@ -200,30 +208,51 @@ def _map_dates(ctx: RunContext, output: OutputSpec, group: tuple[str, ...]) -> l
     return [(d, d) for d in group]
 
 
-def predict_block(ctx: RunContext, block: Block, group: tuple[str, ...], inputs: BlockInputs) -> dict:
-    """Run the model over one block's windows for a group of dates, stitch each head, post-process each
-    output and store its class codes."""
-    started = time.perf_counter()
-    product, scale, lattice = ctx.product, ctx.scheme.scale, ctx.lattice
+@dataclass(frozen=True)
+class GroupWindows:
+    """One group of dates of a block, ready for the model: its inputs, the origins of the windows that see
+    any data, each model input's windows, and the metadata the network gets with them."""
+
+    group: tuple[str, ...]
+    inputs: BlockInputs
+    origins: np.ndarray  # (N, 2) global input-lattice origins
+    windows: dict[str, np.ndarray]  # model input → (N, …) windows; empty when N = 0
+    meta: ModelMeta
+
+
+def group_windows(ctx: RunContext, block: Block, group: tuple[str, ...], inputs: BlockInputs) -> GroupWindows:
+    """Cut the windows of one block and group of dates that see any data (the others would only predict
+    pixels that are no data anyway)."""
+    lattice = ctx.lattice
     read, origins = lattice.covering(block.box)
-    # Windows without a single pixel of data would only predict pixels that are no data anyway.
     local = origins - np.array([read.row, read.col])
     n = lattice.size
     any_valid = inputs.valid.any(axis=0)
     useful = np.array([any_valid[r:r + n, c:c + n].any() for r, c in local], dtype=bool)
     origins = origins[useful]
-    made = [o for o in ctx.outputs if not o.of]  # the others are made of these maps by the vote
-    heads_needed = {ctx.head(o): product.model.activation(o.head) for o in made}
     # the metadata of this group: the dates each input's frames are at (STSUN encodes them)
-    meta = replace(ctx.meta, dates={spec.name: spec.read_dates(group) for spec in product.image_inputs})
-    scores = predict_heads(ctx.model, _windows(ctx, inputs, origins), ctx.batch, activations=heads_needed,
-                           meta=meta) if len(origins) else {}
+    meta = replace(ctx.meta, dates={spec.name: spec.read_dates(group) for spec in ctx.product.image_inputs})
+    windows = _windows(ctx, inputs, origins) if len(origins) else {}
+    return GroupWindows(group, inputs, origins, windows, meta)
+
+
+def model_heads(ctx: RunContext) -> dict[str, str]:
+    """The heads the run's outputs are made of, each with its activation."""
+    return {ctx.head(o): ctx.product.model.activation(o.head) for o in ctx.outputs if not o.of}
+
+
+def store_group(ctx: RunContext, block: Block, prepared: GroupWindows, scores: dict[str, np.ndarray]) -> None:
+    """Stitch each head's window scores, crop to the block, run each output's post chain, store the class
+    codes and mark the block and group of dates predicted."""
+    product, scale = ctx.product, ctx.scheme.scale
+    group, inputs, origins = prepared.group, prepared.inputs, prepared.origins
+    read = inputs.read
     store, out_box = _store(ctx), block.box.scaled(scale)
     rows, cols = out_box.slices_in(read.scaled(scale))
     vrows, vcols = block.box.slices_in(read)
     stitch_spec = product.stitch
     written: dict[str, str] = {}
-    for output in made:
+    for output in (o for o in ctx.outputs if not o.of):  # the others are made of these maps by the vote
         head = scores.get(ctx.head(output))
         for t, (label, layer_date) in enumerate(_map_dates(ctx, output, group)):
             if head is None:  # no window had data: every pixel is no data
@@ -242,8 +271,127 @@ def predict_block(ctx: RunContext, block: Block, group: tuple[str, ...], inputs:
             store.write(output.name, "classes", label, out_box, codes)
             written[map_key(output, label)] = digest(codes)
     mark_done(ctx.run_dir, "predict", block_key(block, group), {"sha256": maps_digest(written), "maps": written})
-    return {"block": block.id, "dates": list(group), "windows": int(len(origins)),
-            "seconds": time.perf_counter() - started, "read_seconds": inputs.seconds}
+
+
+def predict_block(ctx: RunContext, block: Block, group: tuple[str, ...], inputs: BlockInputs) -> dict:
+    """Run the model over one block's windows for a group of dates, stitch each head, post-process each
+    output and store its class codes (one group alone; `process_block` streams a block's groups)."""
+    started = time.perf_counter()
+    prepared = group_windows(ctx, block, group, inputs)
+    model_started = time.perf_counter()
+    scores = predict_heads(ctx.model, prepared.windows, ctx.batch, activations=model_heads(ctx),
+                           meta=prepared.meta) if prepared.windows else {}
+    model_seconds = time.perf_counter() - model_started
+    store_group(ctx, block, prepared, scores)
+    return {"block": block.id, "dates": list(group), "windows": int(len(prepared.origins)),
+            "seconds": time.perf_counter() - started, "model_seconds": model_seconds, "read_seconds": inputs.seconds}
+
+
+class BlockError(RuntimeError):
+    """Some groups of dates of a block could not be read or predicted (each named with its error); the
+    others were, and keep their markers."""
+
+
+def process_block(ctx: RunContext, block: Block) -> dict:
+    """Predict every group of dates of `block` that has no predict marker yet, then vote the block.
+
+    The next group is read in a second thread while the model runs on this one. For a network that does
+    not read the dates, the windows of successive groups share batches (`BatchStream`), so only the
+    block's last batch is padded. A group that fails does not stop the others: they are predicted and
+    marked, and the task then raises one BlockError naming each failed group, so that a retry (or the
+    next run) does only what is missing. The markers present when the task starts were verified before it
+    was submitted, or written by an earlier attempt of it.
+    """
+    import torch
+
+    from . import kernels
+
+    started = time.perf_counter()
+    kernels.set_threads(torch.get_num_threads())  # numba's count is per thread: this task's
+    todo = [g for g in ctx.groups if not is_done(ctx.run_dir, "predict", block_key(block, g))]
+    shared = not getattr(get_model(ctx.model), "reads_dates", True)
+    stats = {"windows": 0, "model_seconds": 0.0, "read_seconds": 0.0, "predict_seconds": 0.0,
+             "read_wait_seconds": 0.0}
+    failures: list[str] = []
+    streams: list[BatchStream] = []
+    stream: BatchStream | None = None
+    pending: dict[tuple[str, ...], GroupWindows] = {}  # groups cut into windows, not yet stored
+
+    def store(done: list[tuple[object, dict[str, np.ndarray]]]) -> None:
+        for group, scores in done:
+            prepared = pending.pop(group)
+            stored = time.perf_counter()
+            try:
+                store_group(ctx, block, prepared, scores)
+            except Exception as exc:
+                failures.append(f"predict {group_key(group)}: {type(exc).__name__}: {exc}")
+            else:
+                stats["windows"] += len(prepared.origins)
+            stats["predict_seconds"] += time.perf_counter() - stored
+
+    with ThreadPoolExecutor(1, thread_name_prefix="mapgen-read") as reader:
+        ahead = reader.submit(read_block, ctx, block, todo[0]) if todo else None
+        for i, group in enumerate(todo):
+            waited = time.perf_counter()
+            try:
+                inputs = ahead.result()
+            except Exception as exc:
+                inputs = None
+                failures.append(f"read {group_key(group)}: {type(exc).__name__}: {exc}")
+            stats["read_wait_seconds"] += time.perf_counter() - waited
+            ahead = reader.submit(read_block, ctx, block, todo[i + 1]) if i + 1 < len(todo) else None
+            if inputs is None:
+                continue
+            stats["read_seconds"] += inputs.seconds
+            cut = time.perf_counter()
+            try:
+                prepared = group_windows(ctx, block, group, inputs)
+            except Exception as exc:
+                failures.append(f"predict {group_key(group)}: {type(exc).__name__}: {exc}")
+                continue
+            finally:
+                stats["predict_seconds"] += time.perf_counter() - cut
+            pending[group] = prepared
+            if not prepared.windows:  # no window sees data: every pixel is no data
+                store([(group, {})])
+                continue
+            if stream is not None and not shared:  # a network that reads the dates: a stream per group
+                store(stream.finish())
+            if stream is None or not shared:
+                streams.append(BatchStream(ctx.model, ctx.batch, activations=model_heads(ctx), meta=prepared.meta))
+                stream = streams[-1]
+            try:
+                store(stream.add(group, prepared.windows))
+            except Exception as exc:
+                failures += [f"predict {group_key(g)}: {type(exc).__name__}: {exc}" for g in pending]
+                pending.clear()
+                stream = None  # what it held is lost with the failed batch; the next group starts afresh
+        if stream is not None:
+            try:
+                store(stream.finish())
+            except Exception as exc:
+                failures += [f"predict {group_key(g)}: {type(exc).__name__}: {exc}" for g in pending]
+    stats["model_seconds"] = sum(s.model_seconds for s in streams)
+    if failures:
+        raise BlockError(f"block {block.id}: " + "; ".join(failures))
+    voted = vote_block(ctx, block)
+    return {"block": block.id, "groups": len(todo), **stats, "vote_seconds": voted["seconds"],
+            "seconds": time.perf_counter() - started, **worker_threads()}
+
+
+def worker_threads() -> dict:
+    """The threads this task's model and kernels used, and which worker it ran on (for the report)."""
+    import torch
+
+    from . import kernels
+
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except ValueError:  # not on a Dask worker (called directly)
+        worker = "local"
+    return {"worker": worker, "torch_threads": torch.get_num_threads(), "numba_threads": kernels.threads()}
 
 
 class StoreMismatch(RuntimeError):

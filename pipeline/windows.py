@@ -36,6 +36,11 @@ class WindowLattice:
         origins = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
         return read, origins
 
+    def most_covering(self, span: int) -> int:
+        """The most windows that meet `span` consecutive pixels of one axis, wherever the span starts."""
+        s, n = self.stride, self.size
+        return max((start + span - 1) // s + (n - 1 - start) // s + 1 for start in range(s))
+
     def extract(self, image: np.ndarray, read: Box, origins: np.ndarray) -> np.ndarray:
         """(N, C, size, size) windows cut from a (C, H, W) image that covers `read`."""
         n = self.size

@@ -11,7 +11,7 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from mapgen.files import replacing, scratch_file, temporary_path, write_bytes, write_text
-from mapgen.files.cog import translate_to_cog, write_cog
+from mapgen.files.cog import write_cog
 
 TRANSFORM = Affine(1e-4, 0, 116.0, 0, -1e-4, 40.0)
 
@@ -66,8 +66,14 @@ def test_write_cog_is_a_valid_cog_of_the_same_pixels(tmp_path, dtype, nodata, re
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
 
 
-def test_a_failed_translation_leaves_nothing(tmp_path):
-    (tmp_path / "broken.tif").write_bytes(b"not a raster")
-    with pytest.raises(rasterio.errors.RasterioIOError), replacing(tmp_path / "a.tif", suffix=".partial.tif") as tmp:
-        translate_to_cog(tmp_path / "broken.tif", tmp, compress="deflate", overview_resampling="nearest")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.tif"]
+def test_a_failed_cog_write_leaves_the_earlier_file(tmp_path):
+    (tmp_path / "a.tif").write_bytes(b"an earlier file")
+    data = np.zeros((600, 600), np.uint8)
+    with pytest.raises(Exception, match="No such file or directory"):  # the partial's folder does not exist
+        write_cog(tmp_path / "a.tif", data, crs="EPSG:4326", transform=TRANSFORM, nodata=None, compress="deflate",
+                  overview_resampling="nearest", scratch_dir=tmp_path / "missing")
+    with pytest.raises(ValueError, match="no-such-codec"):  # GDAL itself would write it uncompressed
+        write_cog(tmp_path / "a.tif", data, crs="EPSG:4326", transform=TRANSFORM, nodata=None,
+                  compress="no-such-codec", overview_resampling="nearest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+    assert (tmp_path / "a.tif").read_bytes() == b"an earlier file"

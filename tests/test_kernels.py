@@ -61,6 +61,14 @@ def bilinear_reference(layer: np.ndarray, scale: int) -> np.ndarray:
     return (at(0, 0) * (1 - fx) + at(0, 1) * fx) * (1 - fy) + (at(1, 0) * (1 - fx) + at(1, 1) * fx) * fy
 
 
+def threshold_reference(conf, valid, thr, scale):
+    parent_valid = np.repeat(np.repeat(valid, scale, 0), scale, 1)
+    # the kernel compares in float64 (numba widens the float32 confidence); NumPy ≥ 2 would narrow `thr`
+    codes = np.where(conf.astype(np.float64) > thr, FOREGROUND, BACKGROUND).astype(np.uint8)
+    codes[~parent_valid | np.isnan(conf)] = NODATA
+    return codes
+
+
 def post_reference(conf, valid, layer, thr, layer_thr, scale):
     parent_valid = np.repeat(np.repeat(valid, scale, 0), scale, 1)
     centre = np.repeat(np.repeat(layer[1:-1, 1:-1], scale, 0), scale, 1)
@@ -161,7 +169,8 @@ def test_mask_binary_equals_first_kernel(h, w, scale, thr, seed):
 
 def mask_reference(codes, layer, thr, scale, resampling, fill):
     centre = np.repeat(np.repeat(layer[1:-1, 1:-1], scale, 0), scale, 1)
-    up = bilinear_reference(layer, scale) if resampling == "bilinear" else centre
+    # in float64 as the kernel (a float32 centre against a Python float would be narrowed by NumPy ≥ 2)
+    up = bilinear_reference(layer, scale) if resampling == "bilinear" else centre.astype(np.float64)
     out = np.where((codes != NODATA) & (up < thr), np.uint8(fill), codes).astype(np.uint8)
     out[np.isnan(centre)] = NODATA
     return out
@@ -325,3 +334,154 @@ def test_change_by_hand():
     assert kernels.change(before, after).tolist() == [[0, 1, 255, 255, 255]]
     with pytest.raises(ValueError, match="shape"):
         kernels.change(before, after[:, :3])
+
+
+# ---- the vectorised, parallel kernels: wide rows, every scale path, threads ------------------------------
+# Rows wider than a vector (32 bytes) with odd remainders, so that vector bodies and their scalar tails both
+# run; scale 3 takes the kernels' general paths (1, 2 and 4 have their own), and T = 1, 2 the vote's edges.
+
+SCALES = st.sampled_from([1, 2, 3, 4])
+# 0.7 is above its float32 (0.2 and 0.37 below theirs): a value at the threshold compares as in float64
+WIDE_THRESHOLDS = st.sampled_from([0.0, 0.2, 0.37, 0.5, 0.7, 1.0])
+
+
+def special_layer(rng: np.random.Generator, h: int, w: int, thr: float) -> np.ndarray:
+    """`random_layer` with some infinities too (inf · 0 = NaN in the interpolation: pinned, not assumed)."""
+    layer = random_layer(rng, h, w, thr)
+    special = rng.random(layer.shape)
+    layer[special < 0.02] = np.inf
+    layer[(special >= 0.02) & (special < 0.04)] = -np.inf
+    return layer
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 45), SCALES, WIDE_THRESHOLDS, st.integers(0, 2**31 - 1))
+def test_threshold_equals_numpy_reference(h, w, scale, thr, seed):
+    rng = np.random.default_rng(seed)
+    conf = rng.random((h * scale, w * scale), dtype=np.float32)
+    conf[rng.random(conf.shape) < 0.1] = np.float32(thr)  # exactly at the threshold: `>`, not `≥`
+    conf[rng.random(conf.shape) < 0.05] = np.nan
+    valid = rng.random((h, w)) > 0.1
+    out = kernels.threshold(conf, valid, thr, scale)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, threshold_reference(conf, valid, thr, scale))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 45), SCALES, WIDE_THRESHOLDS, st.sampled_from(["bilinear", "nearest"]),
+       st.sampled_from([0, 3, 255]), st.integers(0, 2**31 - 1))
+def test_mask_wide_rows_equal_numpy_reference(h, w, scale, thr, resampling, fill, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 5, size=(h * scale, w * scale)).astype(np.uint8)
+    codes[rng.random(codes.shape) < 0.1] = NODATA
+    layer = special_layer(rng, h, w, thr)
+    out = kernels.mask_below(codes, layer, thr, scale, resampling=resampling, fill=fill)
+    with np.errstate(invalid="ignore"):  # inf · 0
+        expected = mask_reference(codes, layer, thr, scale, resampling, fill)
+    np.testing.assert_array_equal(out, expected)
+    if resampling == "bilinear" and fill == BACKGROUND:
+        binary = np.where(codes == NODATA, NODATA, codes % 2).astype(np.uint8)
+        np.testing.assert_array_equal(kernels.mask_below(binary, layer, thr, scale),
+                                      mask_below_v0(binary, layer, thr, scale))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 6), st.sampled_from([0, 2]), st.integers(1, 4), st.integers(1, 45), SCALES,
+       st.integers(0, 2**31 - 1))
+def test_argmax_wide_rows_equal_numpy_reference(k, offset, h, w, scale, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 3, (k, h * scale, w * scale)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.02] = np.nan
+    valid = rng.random((h, w)) > 0.1
+    np.testing.assert_array_equal(kernels.argmax(scores, valid, offset, scale),
+                                  argmax_reference(scores, valid, offset, scale))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 140), st.integers(0, 2**31 - 1))
+def test_vote_and_change_wide_rows_equal_numpy_reference(t_len, h, w, seed):
+    rng = np.random.default_rng(seed)
+    stack = rng.choice(np.array([0, 1, 255], np.uint8), size=(t_len, h, w))
+    assert_vote(stack, vote_reference)
+    np.testing.assert_array_equal(kernels.change(stack[0], stack[-1]), change_reference(stack[0], stack[-1]))
+
+
+def test_kernels_take_views_and_empty_stacks():
+    rng = np.random.default_rng(1)
+    stack = rng.choice(np.array([0, 1, 255], np.uint8), size=(5, 40, 70))
+    view = stack[:, ::2, 1::3]  # not contiguous
+    np.testing.assert_array_equal(kernels.majority_vote(view), vote_reference(view))
+    np.testing.assert_array_equal(kernels.change(view[0], view[1]), change_reference(view[0], view[1]))
+    assert kernels.majority_vote(np.zeros((0, 3, 4), np.uint8)).shape == (0, 3, 4)
+    conf = rng.random((16, 24), dtype=np.float32).T  # Fortran order
+    valid = rng.random((6, 4)) > 0.2
+    np.testing.assert_array_equal(kernels.threshold(conf, valid, 0.5, 4), threshold_reference(conf, valid, 0.5, 4))
+
+
+def test_two_threads_at_once_both_get_the_right_answer():
+    """Dask runs two tasks of a worker at once: two threads in one parallel kernel must not abort the process
+    (numba's workqueue layer would) nor mix up their results."""
+    import threading
+
+    rng = np.random.default_rng(2)
+    stacks = [rng.choice(np.array([0, 1, 255], np.uint8), size=(6, 300, 308)) for _ in range(2)]
+    layers = [random_layer(rng, 75, 77, 0.5) for _ in range(2)]
+    expected = [(vote_reference(s), mask_reference(s[0], layer, 0.5, 4, "bilinear", 0))
+                for s, layer in zip(stacks, layers, strict=True)]
+    start, failures = threading.Barrier(2), []
+
+    def work(n: int) -> None:
+        kernels.set_threads(2)
+        start.wait()
+        for _ in range(20):
+            vote = kernels.majority_vote(stacks[n])
+            mask = kernels.mask_below(stacks[n][0], layers[n], 0.5, 4)
+            if not (np.array_equal(vote, expected[n][0]) and np.array_equal(mask, expected[n][1])):
+                failures.append(n)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
+    assert numba.threading_layer() in kernels.THREADSAFE_LAYERS
+
+
+def test_set_threads_is_per_thread_and_clamped():
+    import threading
+
+    most = numba.config.NUMBA_NUM_THREADS
+    seen = {}
+    kernels.set_threads(1)
+    try:
+        assert kernels.threads() == 1
+
+        def other() -> None:
+            seen["before"] = kernels.threads()  # a thread that never set it: all of numba's threads
+            kernels.set_threads(most + 5)  # more than numba launched: clamped
+            seen["after"] = kernels.threads()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert seen == {"before": most, "after": most}
+        assert kernels.threads() == 1  # this thread's count is its own
+        kernels.set_threads(0)
+        assert kernels.threads() == 1
+    finally:
+        kernels.set_threads(most)
+
+
+def test_an_unsafe_threading_layer_is_not_taken():
+    """NUMBA_THREADING_LAYER=workqueue (not thread-safe) is overridden when the kernels are imported first."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, numba; from mapgen.pipeline import kernels; "
+            "kernels.change(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)); print(numba.threading_layer())")
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in kernels.THREADSAFE_LAYERS

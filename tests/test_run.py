@@ -375,10 +375,10 @@ def test_a_worker_killed_mid_task_does_not_stop_the_run(scene, checkpoint, refer
     killed = []
 
     def kill_a_busy_worker(done, total, kind):
-        if killed or done < 4:
+        if killed or done < 1:  # once a block is done, the next ones are running
             return
         for address, keys in client.processing().items():
-            if any(str(k).startswith("predict-") for k in keys):
+            if any(str(k).startswith("block-") for k in keys):
                 pid = client.run(os.getpid, workers=[address])[address]
                 os.kill(pid, signal.SIGKILL)
                 killed.append((address, pid))
@@ -393,7 +393,7 @@ def test_a_worker_killed_mid_task_does_not_stop_the_run(scene, checkpoint, refer
         cluster.close()
     assert killed, "no worker was busy with a model task"
     assert report.status == "finished" and not report.failed
-    assert report.retried.get("predict", 0) >= 1  # the task that was running when its worker died
+    assert report.retried.get("block", 0) >= 1  # the task that was running when its worker died
     assert report.block_years_done == 4 * len(YEARS)
     assert _digest(tmp_path / "out") == _digest(reference)
 
@@ -444,8 +444,9 @@ def test_a_block_that_keeps_failing_is_reported_and_the_rest_goes_on(client, sce
     block_errors = [f for f in report["failed"] if not f.startswith("tile ")]
     assert len(block_errors) == len(failed_blocks)
     for block, line in zip(failed_blocks, block_errors, strict=True):
-        assert line.startswith(f"read {block}-2017: ") and "s2.tif" in line  # block, year, error, file
-    assert report["retried"]["read"] >= len(failed_blocks)
+        assert line.startswith(f"block {block}: BlockError: block {block}: read 2017: ")  # block, year, error,
+        assert "s2.tif" in line  # and the file
+    assert report["retried"]["block"] >= len(failed_blocks)
     # the rest went on: every other block-year is predicted, the healthy blocks are voted
     predicted = {p.name for p in (out / RUN_DIR / "state" / "predict").glob("[!.]*")}
     assert len(predicted) == 4 * len(YEARS) - len(failed_blocks)
@@ -467,9 +468,9 @@ def test_a_block_that_keeps_failing_is_reported_and_the_rest_goes_on(client, sce
 
 
 def test_model_tasks_go_to_gpu_workers_and_the_rest_anywhere(scene, checkpoint, reference, tmp_path):
-    """Predict tasks ask for the Dask resource GPU: on a cluster where one worker advertises it, every model
-    task runs there, while reads, votes and exports also use the worker without it. (No GPU here: the
-    resource is advertised by a CPU worker, and the model runs on the CPU.)"""
+    """Block tasks ask for a share of the Dask resource GPU: on a cluster where one worker advertises it, every
+    model task runs there, while exports also use the worker without it. (No GPU here: the resource is
+    advertised by a CPU worker, and the model runs on the CPU.)"""
     from distributed import get_task_stream
 
     cluster, client = _own_cluster(gpu={"resources": {"GPU": 1}}, cpu={})
@@ -486,6 +487,25 @@ def test_model_tasks_go_to_gpu_workers_and_the_rest_anywhere(scene, checkpoint, 
     ran_on: dict[str, set[str]] = {}
     for record in stream.data:
         ran_on.setdefault(str(record["key"]).split("-", 1)[0], set()).add(record["worker"])
-    assert ran_on["predict"] == {workers["gpu"]}
-    assert workers["cpu"] in set().union(*(ran_on[k] for k in ("read", "vote", "export") if k in ran_on))
+    assert ran_on["block"] == {workers["gpu"]}
+    assert ran_on["export"] <= set(workers.values())  # exports ask for nothing: any worker may take them
+    assert _digest(tmp_path / "out") == _digest(reference)
+
+
+def test_a_local_worker_runs_its_model_on_all_its_cores(scene, checkpoint, reference, tmp_path):
+    """Dask's nanny starts workers with OMP_NUM_THREADS=1; a local cluster's worker still runs torch and the
+    kernels on the machine's cores / workers (here one worker: all of them), the report says so, and the
+    tiles are those of the 2-worker reference."""
+    from mapgen.pipeline.cluster import machine_cores
+    from mapgen.pipeline.run import local_client
+
+    with local_client(1) as client:
+        ctx, plan = prepare(PRODUCT, region_box(), YEARS, str(scene), tmp_path / "out", checkpoint=str(checkpoint),
+                            block_size=TEST_BLOCK)
+        report = execute(client, ctx, plan)
+        (nthreads,) = client.nthreads().values()
+    assert report.status == "finished"
+    assert nthreads == 1  # one block at a time, its model on every core
+    assert list(report.worker_threads.values()) == [{"torch": machine_cores(), "numba": machine_cores()}]
+    assert f"model {machine_cores()}, kernels {machine_cores()}" in report.summary()
     assert _digest(tmp_path / "out") == _digest(reference)

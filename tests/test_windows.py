@@ -60,3 +60,12 @@ def test_decomposition_of_windows():
     _, ol = lattice.covering(left)
     _, orr = lattice.covering(right)
     assert {tuple(o) for o in ow} == {tuple(o) for o in ol} | {tuple(o) for o in orr}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 200))
+def test_most_covering_is_the_most_windows_any_span_meets(size, stride, span):
+    stride = min(stride, size)
+    lattice = WindowLattice(size, stride)
+    counts = {len(np.unique(lattice.covering(Box(0, start, 1, span))[1][:, 1])) for start in range(-stride, 2 * stride)}
+    assert lattice.most_covering(span) == max(counts)
