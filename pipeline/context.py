@@ -124,7 +124,7 @@ class RunContext:
         return ModelMeta(bands={i.name: i.bands for i in p.image_inputs},
                          wavelengths={i.name: i.wavelengths for i in p.image_inputs},
                          gsd={i.name: i.gsd for i in p.image_inputs},
-                         dates={},  # per group of dates: `predict_block` fills it in
+                         dates={},  # per group of dates: `group_windows` fills it in
                          task=p.task.kind if p.task else None, classes=p.task.classes if p.task else ())
 
     @property

@@ -128,7 +128,7 @@ class BatchStream:
         self._waiting: list[tuple[object, dict[str, np.ndarray]]] = []  # requests not run in full, in order
         self._done: list[dict[str, list[np.ndarray]]] = []  # their scores so far, per head
         self._queued = 0  # windows of the waiting requests not yet run
-        self.model_seconds = 0.0  # spent in forward passes
+        self.model_seconds = 0.0  # spent in forward passes (and waiting for the process's model)
 
     def add(self, key: object, windows: Mapping[str, np.ndarray]) -> list[tuple[object, dict[str, np.ndarray]]]:
         count = len(next(iter(windows.values())))

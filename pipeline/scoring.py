@@ -37,6 +37,6 @@ def product_codes(product: Product, conf: np.ndarray, valid: np.ndarray,
                   layer_with_halo: Callable[[str], np.ndarray | None], scale: int, steps: int | None = None
                   ) -> np.ndarray:
     """Class codes of a confidence, (H, W) of one channel or (K, H, W), by the product's post chain (its first
-    `steps` steps only, e.g. 1 for the model's own threshold without masks), as `predict_block` makes them."""
+    `steps` steps only, e.g. 1 for the model's own threshold without masks), as `store_group` makes them."""
     chain = product.output.post if steps is None else product.output.post[:steps]
     return apply_post(chain, conf[None] if conf.ndim == 2 else conf, valid, layer_with_halo, scale)

@@ -2,11 +2,11 @@
 
 process_block: one task per block (asks for a share of a GPU): for each group of dates not yet predicted,
               read_block (the next group is read in a second thread while the model runs on this one),
-              then predict_block; then vote_block
+              group_windows → the model (BatchStream) → store_group; then vote_block
   read_block:    a block + the halo of its windows for one group of dates (each date alone, or all of them
                  for a model that sees several), every input on its own lattice, and the mask layers
-  predict_block: windows → model → heads → stitch per head → crop → each output's post chain → store
-                 `classes`
+  group_windows: the windows that see data, per model input
+  store_group:   heads → stitch per head → crop → each output's post chain → store `classes`
   vote_block:    all maps of each output of a block → temporal chain → store `final`
 export_tile:  the blocks of a tile → one COG per output and map, under its final name
 
@@ -36,7 +36,7 @@ from mapgen.workflows.dates import is_year, source_date
 from .classes import NODATA, lookup_table
 from .context import RunContext, group_key
 from .export import write_tile
-from .inference import BatchStream, get_model, predict_heads
+from .inference import BatchStream, get_model
 from .normalise import normalise
 from .post import apply_post, apply_temporal, mask_layers
 from .sources import open_box
@@ -271,20 +271,6 @@ def store_group(ctx: RunContext, block: Block, prepared: GroupWindows, scores: d
             store.write(output.name, "classes", label, out_box, codes)
             written[map_key(output, label)] = digest(codes)
     mark_done(ctx.run_dir, "predict", block_key(block, group), {"sha256": maps_digest(written), "maps": written})
-
-
-def predict_block(ctx: RunContext, block: Block, group: tuple[str, ...], inputs: BlockInputs) -> dict:
-    """Run the model over one block's windows for a group of dates, stitch each head, post-process each
-    output and store its class codes (one group alone; `process_block` streams a block's groups)."""
-    started = time.perf_counter()
-    prepared = group_windows(ctx, block, group, inputs)
-    model_started = time.perf_counter()
-    scores = predict_heads(ctx.model, prepared.windows, ctx.batch, activations=model_heads(ctx),
-                           meta=prepared.meta) if prepared.windows else {}
-    model_seconds = time.perf_counter() - model_started
-    store_group(ctx, block, prepared, scores)
-    return {"block": block.id, "dates": list(group), "windows": int(len(prepared.origins)),
-            "seconds": time.perf_counter() - started, "model_seconds": model_seconds, "read_seconds": inputs.seconds}
 
 
 class BlockError(RuntimeError):
