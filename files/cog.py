@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.dtypes import dtype_rev, typename_fwd
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetWriter, MemoryFile
 from rasterio.rio.overview import get_maximum_overview_level
@@ -63,9 +63,11 @@ def overview_factors(width: int, height: int, blocksize: int = BLOCKSIZE) -> lis
 @contextmanager
 def array_dataset(data: np.ndarray, *, crs: object, transform: object, nodata: float | None,
                   descriptions: Sequence[str] = (), colormap: Mapping[int, tuple[int, ...]] | None = None,
-                  tags: Mapping[str, str] | None = None) -> Iterator[DatasetWriter]:
+                  tags: Mapping[str, str] | None = None,
+                  colorinterp: Sequence[ColorInterp] | None = None) -> Iterator[DatasetWriter]:
     """A GDAL in-memory (MEM) dataset over (bands, H, W) or (H, W) `data`, sharing its memory (no copy;
-    `data` must stay alive and unchanged while the dataset is open), with its metadata set."""
+    `data` must stay alive and unchanged while the dataset is open), with its metadata set. A MEM band's
+    colour interpretation is undefined (gray in the COG) unless `colorinterp` says, e.g. red, green, blue."""
     if data.ndim == 2:
         data = data[None]
     if not data.flags.c_contiguous:
@@ -87,6 +89,8 @@ def array_dataset(data: np.ndarray, *, crs: object, transform: object, nodata: f
             dataset.write_colormap(1, colormap)
         if tags:
             dataset.update_tags(**tags)
+        if colorinterp is not None:
+            dataset.colorinterp = list(colorinterp)
         yield dataset
 
 
@@ -120,15 +124,15 @@ def copy_to_cog(src: DatasetWriter, dest: str | os.PathLike[str], *, compress: s
 def write_cog(path: str | os.PathLike[str], data: np.ndarray, *, crs: object, transform: object,
               nodata: float | None, compress: str, overview_resampling: str,
               descriptions: Sequence[str] = (), colormap: Mapping[int, tuple[int, ...]] | None = None,
-              tags: Mapping[str, str] | None = None, blocksize: int = BLOCKSIZE,
-              creation_options: Mapping[str, object] | None = None, config: Mapping[str, str] = SINGLE_THREADED,
-              scratch_dir: str | os.PathLike[str] | None = None) -> None:
+              tags: Mapping[str, str] | None = None, colorinterp: Sequence[ColorInterp] | None = None,
+              blocksize: int = BLOCKSIZE, creation_options: Mapping[str, object] | None = None,
+              config: Mapping[str, str] = SINGLE_THREADED, scratch_dir: str | os.PathLike[str] | None = None) -> None:
     """Write (bands, H, W) or (H, W) `data` as a COG at `path`: `copy_to_cog` to a partial name
     (`.{name}.{pid}.partial.tif` in `scratch_dir`, default beside `path`, on the same file system), then a
     rename, so a reader never sees half a file."""
     data = np.ascontiguousarray(data)
     with replacing(path, scratch_dir=scratch_dir, suffix=".partial.tif") as partial, \
             array_dataset(data, crs=crs, transform=transform, nodata=nodata, descriptions=descriptions,
-                          colormap=colormap, tags=tags) as src:
+                          colormap=colormap, tags=tags, colorinterp=colorinterp) as src:
         copy_to_cog(src, partial, compress=compress, overview_resampling=overview_resampling,
                     blocksize=blocksize, creation_options=creation_options, config=config)

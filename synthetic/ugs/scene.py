@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from rasterio.enums import ColorInterp
 from rasterio.features import rasterize
 
 from ..cog import CLASS_OPTIONS
@@ -235,7 +236,8 @@ def generate_ugs_scene(bounds: tuple[float, float, float, float], date: str | in
         del img
         jobs.append(writer.submit(_write, ddir / "rgb.tif", rgb, grid, nodata=None, overview_resampling="average",
                                   descriptions=["red", "green", "blue"],
-                                  creation_options={**CLASS_OPTIONS, "PHOTOMETRIC": "RGB"}))
+                                  colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue],
+                                  creation_options=CLASS_OPTIONS))
         del rgb
         for job in jobs:
             job.result()
