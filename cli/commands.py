@@ -195,14 +195,18 @@ def _print_compute(compute: dict, spec) -> None:
 
 SOURCE_HELP = ("Where the inputs come from: a pattern like data/{year}/{layer}.tif or imagery/rgbn_{year}.tif, a "
                "raster, a STAC catalog (dir or .json), a STAC API URL, ee://PROJECT (Earth Engine), or an input "
-               "cache made by mapgen fetch.")
+               "cache made by mapgen fetch. Planetary Computer's API "
+               "(https://planetarycomputer.microsoft.com/api/stac/v1) and catalogs of assets on "
+               "*.blob.core.windows.net are signed with SAS tokens by themselves.")
 
 
 def _source_options(fn):
     opts = [
         click.option("--source", required=True, help=SOURCE_HELP),
         click.option("--mask", default=None, help="Source of the mask input (e.g. built) when --source lacks it "
-                     "or to replace it: a raster, a pattern, a catalog, or 'none' to skip the mask step."),
+                     "or to replace it: a raster, a pattern, a catalog, 'worldcover' (ESA WorldCover's built-up class "
+                     "from Planetary Computer; worldcover:CATALOG_OR_API_URL for another STAC), or 'none' to skip "
+                     "the mask step."),
         click.option("--bands", default=None, help="The image file's bands in file order, e.g. red,green,blue,nir "
                      "(names: B2 B3 B4 B8 or blue green red nir)."),
         click.option("--scale", type=float, default=None, help="Image values = DN × scale + offset "
@@ -272,12 +276,15 @@ def _cluster_options(fn):
               "over there (its tiles are remade; the old run's progress is dropped).")
 @click.option("--region-name", default=None, help="The region's name, for a product with a checkpoint per region "
               "({region}) and mosaics named by region (default: the region file's name, e.g. wuhan).")
+@click.option("--stac-href", default=None, help="The URL OUT will be published at: the STAC catalog's hrefs become "
+              "absolute under it (default: relative, a self-contained catalog).")
 def run(product: str, years: list[int] | None, dates: list[str] | None, region: str, block_size: str | None,
         source: str, mask: str | None,
         bands: str | None, scale: float | None, offset: float | None, nodata: float | None, collection: str,
         cloud_cover: float, out: str, cluster: str | None, scheduler: str | None, cluster_config: str | None,
         workers: int | None, threads_per_worker: int | None, checkpoint: str | None, device: str, precision: str,
-        batch: int | None, progress: bool, force_restart: bool, region_name: str | None) -> None:
+        batch: int | None, progress: bool, force_restart: bool, region_name: str | None,
+        stac_href: str | None) -> None:
     """Produce the product's tiles over a region and years (or dates)."""
     _run(**locals())
 
@@ -287,12 +294,15 @@ def _run(*, product: str, years: list[int] | None, dates: list[str] | None, regi
          nodata: float | None, collection: str, cloud_cover: float, out: str, cluster: str | None,
          scheduler: str | None, cluster_config: str | None, workers: int | None, threads_per_worker: int | None,
          checkpoint: str | None, device: str, precision: str, batch: int | None, progress: bool,
-         force_restart: bool, region_name: str | None) -> None:
+         force_restart: bool, region_name: str | None, stac_href: str | None = None) -> None:
     """`mapgen run` once its options are parsed (also what `mapgen workflow run` calls)."""
+    from mapgen.pipeline.catalog import check_href
     from mapgen.pipeline.cluster import ClusterError, check_settings, cluster_kind, load_config, make_client
     from mapgen.pipeline.run import RunError
 
     try:
+        if stac_href is not None:
+            check_href(stac_href)
         if cluster_config:
             load_config(cluster_config)
         check_settings()
@@ -314,7 +324,7 @@ def _run(*, product: str, years: list[int] | None, dates: list[str] | None, regi
         client = make_client(cluster, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
     except ClusterError as exc:
         _fail(exc)
-    _stream_run(client, ctx, the_plan, progress)
+    _stream_run(client, ctx, the_plan, progress, stac_href)
 
 
 def _prepare_run(*, product: str, years: list, region: str, block_size: str | None, source: str,
@@ -333,7 +343,7 @@ def _prepare_run(*, product: str, years: list, region: str, block_size: str | No
                    batch=batch, restart=restart, region_name=region_name)
 
 
-def _stream_run(client, ctx, the_plan, progress: bool) -> None:
+def _stream_run(client, ctx, the_plan, progress: bool, stac_href: str | None = None) -> None:
     """Stream the plan through the client's cluster and print the summary; exit 1 if anything failed, 130 if
     interrupted (the same command resumes). Closes the client and the cluster it made."""
     from mapgen.pipeline.cluster import close_client, setting
@@ -349,7 +359,8 @@ def _stream_run(client, ctx, the_plan, progress: bool) -> None:
 
     try:
         report = execute(client, ctx, the_plan, progress=on_progress, max_in_flight=int(setting("max-in-flight")),
-                         retries=int(setting("retries")), gpu_blocks=int(setting("gpu-blocks")))
+                         retries=int(setting("retries")), gpu_blocks=int(setting("gpu-blocks")),
+                         stac_href=stac_href)
     except KeyboardInterrupt:
         click.echo(f"mapgen: interrupted; finished blocks are kept, the same command resumes "
                    f"({Path(ctx.run_dir) / 'report.json'})", err=True)
@@ -736,6 +747,27 @@ def evaluate(out: str, reference: str, years: list[int] | None, compare: str | N
         for bar in bars:
             bar.close()
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--zones", required=True, type=click.Path(dir_okay=False),
+              help="Polygons to sum over (provinces, counties, …): any vector file, any CRS.")
+@click.option("--field", default=None, help="The zones' name field (default: 'name', else the feature number).")
+@click.option("--to", "folder", default=None, type=click.Path(file_okay=False),
+              help="Folder for areas.csv, areas.parquet and charts/ (default: OUT/stats/{zones file's stem}).")
+def stats(out: str, zones: str, field: str | None, folder: str | None) -> None:
+    """Area per class per zone per date of a finished run (km² on the ellipsoid): prints the table and
+    writes it as CSV and Parquet, with a chart per zone of the area over time (PNG and SVG)."""
+    from mapgen.pipeline.stats import StatsError, run_stats, summary
+
+    try:
+        table, product, written = run_stats(out, zones, field=field, folder=folder)
+    except (*_INPUT_ERRORS, StatsError) as exc:
+        _fail(exc)
+    click.echo(summary(table, product))
+    click.echo(f"\nwrote {len(written)} file(s) to {written[0].parent}: areas.csv, areas.parquet, "
+               f"{len(written) - 2} chart file(s) in charts/")
 
 
 @main.command()

@@ -26,6 +26,7 @@ from mapgen.workflows import Product, ProductError
 from mapgen.workflows.dates import check_date
 
 from . import lock, runfolder
+from .catalog import check_href, write_catalog
 from .checkpoints import find_checkpoint, resolve_checkpoint
 from .cluster import describe_cluster, resolve_device, setting
 from .context import RunContext, output_labels, tile_scheme
@@ -34,10 +35,12 @@ from .export import tile_space_needed, write_vrt
 from .identity import changes, run_identity
 from .inference import ModelRef, PreloadModel
 from .post import check_product
-from .runfolder import CONTENTS, MANIFEST, REPORT, RUN_DIR, SCRATCH, STORE  # noqa: F401 (RUN_DIR: public)
+from .report_html import write_report_html
+from .runfolder import CONTENTS, MANIFEST, REPORT, REPORT_HTML, RUN_DIR, SCRATCH, STORE  # noqa: F401 (RUN_DIR: public)
 from .sources import Inputs, check_inputs, coverage_warnings, open_inputs
 from .store import RunStore, is_done, marker
 from .stream import TaskStream
+from .styles import write_styles
 from .tasks import (
     block_key,
     check_block,
@@ -352,7 +355,7 @@ class _Progress:
 
 def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int, str], None] | None = None,
             max_in_flight: int = 256, retries: int = 2, gpu: bool | None = None, gpu_blocks: int = 2,
-            tasks: RunTasks = RunTasks()) -> RunReport:
+            tasks: RunTasks = RunTasks(), stac_href: str | None = None) -> RunReport:
     """Run the plan on `client` (a distributed.Client); returns the report, also written as JSON.
 
     Blocks are drawn from the plan tile by tile as the cluster takes them: one task per block reads and
@@ -360,12 +363,15 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
     most `max_in_flight` tasks are live. Block tasks ask for 1/`gpu_blocks` of a `GPU` resource when `gpu`
     (default: when the model runs on CUDA), so that a GPU works on that many blocks at once, one reading
     while another runs the model. A task that keeps failing is reported with its block and error; the rest
-    goes on. Interrupted (Ctrl-C), the live tasks are cancelled and the report says so.
+    goes on. Interrupted (Ctrl-C), the live tasks are cancelled and the report says so. A finished run writes
+    the VRTs, a QGIS style beside each tile and VRT, and the STAC catalog (absolute hrefs under `stac_href`).
     """
     started = time.perf_counter()
     gpu = ctx.model.device.startswith("cuda") if gpu is None else gpu
     if gpu_blocks < 1:
         raise ValueError(f"gpu_blocks must be at least 1, not {gpu_blocks}")
+    if stac_href is not None:
+        check_href(stac_href)  # before any work, not at its end
     model_resources = {"GPU": 1 / gpu_blocks} if gpu else None
     client.register_plugin(PreloadModel(ctx.model))
     report = RunReport(product=ctx.product.name, years=list(ctx.years) if ctx.annual else list(ctx.dates),
@@ -536,7 +542,11 @@ def execute(client, ctx: RunContext, plan: Plan, *, progress: Callable[[int, int
                     write_vrt(ctx.vrt_path(label, output),
                               [ctx.tile_path(t.row, t.col, label, output) for t in plan.tiles], output,
                               scratch_dir=ctx.scratch_dir)
-            _write_report(ctx, report)
+                    write_styles([ctx.vrt_path(label, output),
+                                  *(ctx.tile_path(t.row, t.col, label, output) for t in plan.tiles)], output,
+                                 scratch_dir=ctx.scratch_dir)
+                write_catalog(ctx, plan.tiles, href=stac_href)
+            _write_report(ctx, report, plan.tiles)
         finally:
             lock.release(ctx.run_dir)
     return report
@@ -553,8 +563,16 @@ def _throughput(report: RunReport) -> dict[str, float]:
     }
 
 
-def _write_report(ctx: RunContext, report: RunReport) -> None:
-    atomic.write_text(Path(ctx.run_dir) / REPORT, json.dumps(asdict(report), indent=2, sort_keys=True))
+def _write_report(ctx: RunContext, report: RunReport, tiles: Sequence[Tile] = ()) -> None:
+    """report.json, then report.html beside it with quick-looks of the maps of `tiles` that exist. A page that
+    cannot be written never costs report.json: it becomes a warning of the report (and of its summary)."""
+    path = Path(ctx.run_dir) / REPORT
+    atomic.write_text(path, json.dumps(asdict(report), indent=2, sort_keys=True))
+    try:
+        write_report_html(ctx, report, tiles)
+    except Exception as exc:  # the run's outcome stands whatever the page's; say why it is missing
+        report.warnings.append(f"{REPORT_HTML}: not written ({type(exc).__name__}: {exc})")
+        atomic.write_text(path, json.dumps(asdict(report), indent=2, sort_keys=True))
 
 
 @contextmanager

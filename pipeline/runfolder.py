@@ -5,6 +5,7 @@
         lock                  held (flock) by the one process running there
         manifest.json         the run's identity (`identity.py`)
         report.json           what the last run did
+        report.html           the same to look at, with a quick-look of each map (`report_html.py`)
         store.zarr/           class codes per output, stage and map (`store.py`)
         state/{stage}/{key}   markers: JSON with the sha256 of what they vouch for
         tmp/                  the writers' temporaries (tiles, VRTs, the COG translator's)
@@ -20,11 +21,12 @@ RUN_DIR = "mapgen-run"
 LOCK = "lock"
 MANIFEST = "manifest.json"
 REPORT = "report.json"
+REPORT_HTML = "report.html"
 STORE = "store.zarr"
 STATE = "state"
 SCRATCH = "tmp"
 # What a knowing restart (--force-restart) removes: everything but the lock.
-CONTENTS = (MANIFEST, REPORT, STORE, STATE, SCRATCH)
+CONTENTS = (MANIFEST, REPORT, REPORT_HTML, STORE, STATE, SCRATCH)
 
 
 def run_dir(out_dir: str | Path) -> Path:

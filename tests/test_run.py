@@ -177,6 +177,9 @@ def test_resume_after_kill(scene, checkpoint, reference, region_file, tmp_path):
     assert all(after[name] == mtime for name, mtime in finished_before.items())  # not recomputed
     assert len(after) == 4 * len(YEARS)
     assert _digest(out) == _digest(reference)
+    from test_catalog import catalog_files
+
+    assert catalog_files(out) == catalog_files(reference)  # the STAC catalog too, file for file
     assert not list(out.glob(".*"))  # no scratch or partial files left behind
     assert not [p for p in (out / RUN_DIR).rglob(".*") if p.name.endswith(".tmp")]  # nor half-written markers
 

@@ -8,6 +8,8 @@ from .lazy import open_box
 from .read import read_box
 from .resolve import check_inputs, coverage_warnings, open_inputs
 from .stac import StacScenes
+from .worldcover import WorldCoverSource
 
 __all__ = ["BandMap", "CachedSource", "EarthEngineSource", "FileSource", "Inputs", "Source", "SourceError",
-           "StacScenes", "check_inputs", "coverage_warnings", "open_box", "open_inputs", "read_box"]
+           "StacScenes", "WorldCoverSource", "check_inputs", "coverage_warnings", "open_box", "open_inputs",
+           "read_box"]

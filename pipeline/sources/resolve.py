@@ -17,6 +17,7 @@ from .files import BandMap, FileSource, check_raster, pattern_files, yearly_cata
 from .sample import as_geometry
 from .stac import StacScenes
 from .vector import VectorSource, is_vector_file
+from .worldcover import WorldCoverSource, is_worldcover
 
 MASK_OFF = "none"
 AS_IS = BandMap()  # the file holds the product's bands, in its order
@@ -98,7 +99,8 @@ def open_inputs(product: Product, source: str, years: Sequence[int | str], *, ma
                 bands: BandMap = AS_IS, collection: str = "sentinel-2-l2a", cloud_cover: float = 20.0
                 ) -> Inputs:
     """The source of every product input: `source` for what it has, `mask` for the mask inputs (a raster,
-    a pattern, a catalog, or 'none' to switch the mask off)."""
+    a pattern, a catalog, 'worldcover[:CATALOG_OR_API_URL]' for ESA WorldCover's built-up class, or 'none'
+    to switch the mask off)."""
     sources = layer_sources(str(source), product, years, bands=bands, collection=collection,
                             cloud_cover=cloud_cover)
     image = product.image_input
@@ -114,15 +116,18 @@ def open_inputs(product: Product, source: str, years: Sequence[int | str], *, ma
             sources.pop(spec.name, None)
             absent.add(spec.name)
         elif mask is not None:
-            given = layer_sources(mask, product, years)
-            # a mask source given alone (one raster, a pattern without {layer}) is read as the image slot
-            sources[spec.name] = given.get(spec.name) or given[image.name]
+            if is_worldcover(mask):  # ESA WorldCover's built-up class, from STAC
+                sources[spec.name] = WorldCoverSource.parse(mask)
+            else:
+                given = layer_sources(mask, product, years)
+                # a mask source given alone (one raster, a pattern without {layer}) is read as the image slot
+                sources[spec.name] = given.get(spec.name) or given[image.name]
             notes.append(f"{spec.name}: from {sources[spec.name].description} instead of the source's own "
                          f"({spec.description or spec.name})")
         elif spec.name not in sources:
             raise SourceError(f"source {source}: no '{spec.name}' input for the '{spec.name}' mask step; give "
-                              f"--mask RASTER-or-PATTERN (e.g. a Dynamic World or WorldCover built-up raster), "
-                              f"or --mask none to skip the step")
+                              f"--mask RASTER-or-PATTERN (e.g. a Dynamic World built raster), --mask worldcover "
+                              f"(ESA WorldCover's built-up class), or --mask none to skip the step")
     return Inputs(sources, frozenset(absent), tuple(notes))
 
 

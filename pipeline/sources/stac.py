@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from mapgen.tiles import Box, Grid
 from mapgen.workflows.product import InputSpec
 
+from . import planetary
 from .base import Bounds, Source, SourceError, covered_fraction, intersects
 from .sample import Coverage, as_geometry, bounds_parts
 
@@ -36,6 +37,9 @@ QA60_ASSETS = ("QA60", "qa60")
 SCL_NOT_CLEAR = (0, 1, 3, 8, 9, 10)
 QA60_OPAQUE, QA60_CIRRUS = 1 << 10, 1 << 11
 DEFAULT_SCALE = 1e-4  # Sentinel-2 DN → reflectance, when an asset does not say (raster:bands)
+# L2A of processing baseline 04.00 on (25 January 2022) holds reflectance × 10000 + 1000 (BOA_ADD_OFFSET);
+# a catalog that serves ESA's values without raster:bands saying so (Planetary Computer) needs the offset.
+BOA_OFFSET, BOA_BASELINE = -0.1, "04.00"
 
 
 def _asset_key(item, names: Sequence[str]) -> str | None:
@@ -45,6 +49,14 @@ def _asset_key(item, names: Sequence[str]) -> str | None:
 def _raster_band(asset) -> dict:
     bands = asset.extra_fields.get("raster:bands") or [{}]
     return bands[0]
+
+
+def _default_offset(item) -> float:
+    """The offset of an asset whose raster:bands has none: ESA's BOA offset for L2A of baseline 04.00 on,
+    unless the catalog says it took it off (Earth Search's `earthsearch:boa_offset_applied`)."""
+    baseline = str(item.properties.get("s2:processing_baseline") or "")
+    applied = item.properties.get("earthsearch:boa_offset_applied")
+    return BOA_OFFSET if baseline >= BOA_BASELINE and not applied else 0.0
 
 
 def _year_of(item) -> int | None:
@@ -68,6 +80,13 @@ class StacScenes(Source):
     collection: str = "sentinel-2-l2a"
     cloud_cover: float = 20.0  # scenes with eo:cloud_cover at or above this are left out (paper: 20 %)
     chunk: int = 512
+    sign: bool | None = None  # SAS-sign asset hrefs (Planetary Computer); None: where the catalog needs it
+
+    @property
+    def signed(self) -> bool:
+        if self.sign is not None:
+            return self.sign
+        return planetary.needs_signing(self.href, () if self.is_api else _static_items(self.href))
 
     @property
     def is_api(self) -> bool:
@@ -151,13 +170,28 @@ class StacScenes(Source):
                 dtype = _raster_band(asset).get("data_type")
                 if dtype is not None and not np.issubdtype(np.dtype(dtype), np.number):
                     raise SourceError(f"STAC {self.href}: item {item.id} band {keys[0]} holds {dtype} values")
+            if year == years[0]:
+                self._probe(spec, items)
             areas = [(e - w) * (n - s) for w, s, e, n in parts]
             coverage[year] = sum(a * covered_fraction(part, [tuple(it.bbox) for it in its])
                                  for part, its, a in zip(parts, found, areas, strict=True)) / (sum(areas) or 1)
         return Coverage(coverage, measured="footprints")
 
+    def _probe(self, spec: InputSpec, items: list) -> None:
+        """Remote assets: get the SAS tokens they need and open one, so that a refused read is one line now
+        rather than a failure in every block."""
+        keys = [self._keys(spec, it) for it in items]
+        hrefs = [it.assets[k].href for it, (bands, mask, _) in zip(items, keys, strict=True) for k in [*bands, mask]]
+        if not hrefs[0].startswith(("http://", "https://")):
+            return
+        where = f"STAC {self.href}"
+        if self.signed:
+            planetary.fetch_tokens(hrefs, where)
+        planetary.probe(hrefs[0], signed=self.signed, where=f"{where}: item {items[0].id}")
+
     def read(self, spec: InputSpec, year: int, grid: Grid, box: Box) -> np.ndarray:
         import odc.stac
+        import rasterio.errors
         from odc.geo.geobox import GeoBox
 
         items = self.search(grid.bounds(box), year)
@@ -168,7 +202,8 @@ class StacScenes(Source):
         # One plane per scene (groupby "id"), in the order of `items`, so each gets its own scale/offset.
         ds = odc.stac.load(items, bands=[*keys, mask_key], geobox=geobox, groupby="id",
                            preserve_original_order=True, chunks={"x": self.chunk, "y": self.chunk},
-                           resampling={"*": "bilinear", mask_key: "nearest"})
+                           resampling={"*": "bilinear", mask_key: "nearest"},
+                           patch_url=planetary.sign if self.signed else None)
         mask = ds[mask_key]
         if mask_kind == "scl":
             clear = ~mask.isin(SCL_NOT_CLEAR)
@@ -181,7 +216,8 @@ class StacScenes(Source):
         for key in keys:
             per_item = [_raster_band(it.assets[key]) for it in items]
             scale = np.array([b.get("scale", DEFAULT_SCALE) for b in per_item])[:, None, None]
-            offset = np.array([b.get("offset", 0.0) for b in per_item])[:, None, None]
+            offset = np.array([b.get("offset", _default_offset(it)) for b, it in zip(per_item, items, strict=True)]
+                              )[:, None, None]
             nodata = np.array([b.get("nodata", 0) for b in per_item])[:, None, None]
             dn = ds[key].data.astype("float32")
             valid = clear.data & (dn != nodata)
@@ -191,5 +227,9 @@ class StacScenes(Source):
         median = da.nanmedian(stack, axis=0) if stack.shape[0] > 1 else stack[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no clear view this year
-            out = median.compute(scheduler="synchronous")
+            try:
+                out = median.compute(scheduler="synchronous")
+            except rasterio.errors.RasterioIOError as exc:  # a refused read: say which asset and why
+                hrefs = [it.assets[k].href for it in items for k in [*keys, mask_key]]
+                raise (planetary.read_error(exc, hrefs, signed=self.signed) or exc) from None
         return np.asarray(out, dtype=np.float32)
