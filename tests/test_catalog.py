@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import odc.stac
 import pystac
 import pytest
 import rasterio
@@ -143,6 +145,20 @@ def test_the_collection_has_the_mosaics_and_the_tiles_extent(finished):
         assert Path(mosaic.get_absolute_href()) == vrt.resolve()
         assert mosaic.extra_fields["file:checksum"] == multihash(hashlib.sha256(vrt.read_bytes()).hexdigest())
         assert Path(collection.assets[f"mosaic_{year}_style"].get_absolute_href()) == vrt.with_suffix(".qml").resolve()
+
+
+def test_odc_stac_loads_the_maps_from_the_catalog_as_they_are(finished):
+    """The field's STAC reader, given only the catalog, gets each date's map pixel for pixel, with its
+    nodata and grid: what a user of the published catalog sees."""
+    catalog = pystac.Catalog.from_file(str(finished / CATALOG))
+    items = list(catalog.get_items(recursive=True))
+    loaded = odc.stac.load(items, bands=["data"], groupby="time")
+    assert loaded.time.dt.year.values.tolist() == YEARS
+    assert loaded.data.attrs["nodata"] == 1 and loaded.odc.crs == "EPSG:4326"
+    for year in YEARS:
+        with rasterio.open(finished / f"CBRA_{year}.vrt") as src:
+            assert loaded.odc.geobox.affine == src.transform
+            np.testing.assert_array_equal(loaded.data.sel(time=str(year)).values[0], src.read(1))
 
 
 def test_the_catalog_is_self_contained(finished):

@@ -115,7 +115,12 @@ if args.legend:
     ok &= result == QgsLayoutExporter.Success
     print("legend", args.legend, "exported" if result == QgsLayoutExporter.Success else f"failed ({result})")
 
-    project.removeAllMapLayers()  # before QGIS exits, which otherwise crashes on the project's layers
+    del legend, the_map, layout  # the layout's items hold the layers; free them before the project does
+    project.removeAllMapLayers()
 
 app.exitQgis()
-sys.exit(0 if ok else 1)
+# Python's own teardown after exitQgis() frees Qt objects a second time and segfaults in standalone
+# PyQGIS scripts; the work is done and flushed, so leave without it
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0 if ok else 1)
