@@ -242,6 +242,7 @@ def test_the_lock_is_refused_in_the_library_too(scene, checkpoint, tmp_path):
 
 # ---- temporaries, kills during export, full and read-only disks -----------------------------------
 
+@pytest.mark.slow
 def test_a_kill_during_export_leaves_only_final_tiles_and_the_run_folder(finished, scene, checkpoint, tmp_path):
     out = tmp_path / "out"
     region = write_region(tmp_path / "region.geojson", REGION)
@@ -269,8 +270,8 @@ def test_a_kill_during_export_leaves_only_final_tiles_and_the_run_folder(finishe
         assert cog_validate(str(path), quiet=True)[0]
     result = subprocess.run(_cli(out, scene, checkpoint, region), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [RUN_DIR, *pixels(finished)] + [f"CBRA_{y}.vrt" for y in YEARS])
+    # what an uninterrupted run leaves: tiles, VRTs, their styles, the STAC catalog and the run folder
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in finished.iterdir())
     assert not list(scratch.iterdir())  # swept
     assert pixels(out) == pixels(finished)
 

@@ -73,6 +73,7 @@ def test_outputs_are_valid_cbra_tiles(reference):
             np.testing.assert_array_equal(vrt.read_masks(1), tif.read_masks(1))
 
 
+@pytest.mark.slow
 def test_decomposition_invariance(client, scene, checkpoint, tmp_path):
     """Invariant 1: nine blocks of 1/30° equal one CBRA block of 0.1°, pixel for pixel."""
     run(client, scene, tmp_path / "many", checkpoint, region=region_box(3, 3), block=TEST_BLOCK)
@@ -147,6 +148,7 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.glob("CBRA_*.tif"))}
 
 
+@pytest.mark.slow
 def test_resume_after_kill(scene, checkpoint, reference, region_file, tmp_path):
     """Invariant 5: kill the whole run (client and workers) mid-way; the same command finishes it with the
     same outputs, without recomputing finished blocks, and no partial tile ever has a final name."""
@@ -371,6 +373,7 @@ def _own_cluster(**worker_specs):
     return cluster, client
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_task_does_not_stop_the_run(scene, checkpoint, reference, tmp_path):
     """Invariant 6: SIGKILL a worker while it runs a model task; the scheduler gives its tasks to the other
     worker (and to the one the nanny restarts), and the tiles equal an undisturbed run's."""
@@ -470,6 +473,7 @@ def test_a_block_that_keeps_failing_is_reported_and_the_rest_goes_on(client, sce
     assert _digest(out) == _digest(reference)
 
 
+@pytest.mark.slow
 def test_model_tasks_go_to_gpu_workers_and_the_rest_anywhere(scene, checkpoint, reference, tmp_path):
     """Block tasks ask for a share of the Dask resource GPU: on a cluster where one worker advertises it, every
     model task runs there, while exports also use the worker without it. (No GPU here: the resource is
@@ -495,6 +499,7 @@ def test_model_tasks_go_to_gpu_workers_and_the_rest_anywhere(scene, checkpoint, 
     assert _digest(tmp_path / "out") == _digest(reference)
 
 
+@pytest.mark.slow
 def test_a_local_worker_runs_its_model_on_all_its_cores(scene, checkpoint, reference, tmp_path):
     """Dask's nanny starts workers with OMP_NUM_THREADS=1; a local cluster's worker still runs torch and the
     kernels on the machine's cores / workers (here one worker: all of them), the report says so, and the

@@ -116,6 +116,7 @@ def _world_raster(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_national_plan_streams_with_bounded_tasks_and_client_memory(client, checkpoint, tmp_path):
     """China, 2016–2021 (97,226 blocks, ~100,000 tasks): the client submits blocks only as tasks finish, so the
     tasks live on the scheduler stay under the bound, and the client's memory does not grow with the work."""

@@ -158,6 +158,7 @@ def test_a_vector_boundary_gives_the_raster_boundarys_map(client, city, ugs_chec
         np.testing.assert_array_equal(a[name], b[name])
 
 
+@pytest.mark.slow
 def test_resume_after_kill(city, ugs_checkpoint, reference, tmp_path):
     """Kill the whole run mid-way; the same command finishes it with the same frames, without redoing the
     blocks already done."""
