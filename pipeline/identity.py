@@ -14,7 +14,18 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from mapgen.workflows import Product
+from mapgen.workflows import (
+    GridSpec,
+    InputSpec,
+    ModelSpec,
+    OutputClass,
+    OutputSpec,
+    Product,
+    StepSpec,
+    StitchSpec,
+    TaskSpec,
+    WindowSpec,
+)
 from mapgen.workflows.dates import is_year, source_date
 
 from .context import uses_region_name
@@ -31,6 +42,21 @@ def product_definition(product: Product) -> dict[str, Any]:
         (output,) = data.pop("outputs")
         data["post"], data["temporal"], data["output"] = output.pop("post"), output.pop("temporal"), output
     return json.loads(json.dumps(data))  # tuples → lists: what the manifest reads back
+
+
+def definition_product(definition: dict[str, Any]) -> Product:
+    """The Product whose `product_definition` is `definition`: a run's product read back from its manifest,
+    whatever the product files say today."""
+    raw = definition["outputs"] if "outputs" in definition else [
+        {**definition["output"], "post": definition["post"], "temporal": definition["temporal"]}]
+    outputs = tuple(OutputSpec(**{**o, "classes": tuple(OutputClass(**c) for c in o["classes"]),
+                                  "post": tuple(StepSpec(**s) for s in o["post"]),
+                                  "temporal": tuple(StepSpec(**s) for s in o["temporal"])}) for o in raw)
+    return Product(name=definition["name"], title=definition["title"], grid=GridSpec(**definition["grid"]),
+                   inputs=tuple(InputSpec(**i) for i in definition["inputs"]), model=ModelSpec(**definition["model"]),
+                   window=WindowSpec(**definition["window"]), stitch=StitchSpec(**definition["stitch"]),
+                   outputs=outputs, task=TaskSpec(**definition["task"]) if definition.get("task") else None,
+                   reference=definition.get("reference", ""))
 
 
 def region_digest(region: BaseGeometry) -> str:

@@ -29,21 +29,11 @@ from exactextract.raster import RasterioRasterSource, RasterSource
 from pyproj import CRS, Geod
 
 from mapgen.files import write_bytes
-from mapgen.workflows import (
-    GridSpec,
-    InputSpec,
-    ModelSpec,
-    OutputClass,
-    OutputSpec,
-    Product,
-    StepSpec,
-    StitchSpec,
-    TaskSpec,
-    WindowSpec,
-)
+from mapgen.workflows import OutputClass, OutputSpec, Product
 
 from .classes import BACKGROUND
 from .context import mosaic_name, output_labels
+from .identity import definition_product
 from .runfolder import MANIFEST, REPORT, RUN_DIR, SCRATCH
 
 if TYPE_CHECKING:
@@ -64,20 +54,6 @@ class StatsError(ValueError):
 
 # --------------------------------------------------------------------------------------------------
 # A finished run: its product (as the run had it), dates and mosaics
-
-
-def _product(definition: dict) -> Product:
-    """The Product whose `identity.product_definition` is `definition` (the manifest's)."""
-    raw = definition["outputs"] if "outputs" in definition else [
-        {**definition["output"], "post": definition["post"], "temporal": definition["temporal"]}]
-    outputs = tuple(OutputSpec(**{**o, "classes": tuple(OutputClass(**c) for c in o["classes"]),
-                                  "post": tuple(StepSpec(**s) for s in o["post"]),
-                                  "temporal": tuple(StepSpec(**s) for s in o["temporal"])}) for o in raw)
-    return Product(name=definition["name"], title=definition["title"], grid=GridSpec(**definition["grid"]),
-                   inputs=tuple(InputSpec(**i) for i in definition["inputs"]), model=ModelSpec(**definition["model"]),
-                   window=WindowSpec(**definition["window"]), stitch=StitchSpec(**definition["stitch"]),
-                   outputs=outputs, task=TaskSpec(**definition["task"]) if definition.get("task") else None,
-                   reference=definition.get("reference", ""))
 
 
 @dataclass(frozen=True)
@@ -103,7 +79,7 @@ class RunMaps:
             sha256 = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
             if sha256 != manifest["product"]["sha256"]:
                 raise ValueError("its product definition does not match its sha256")
-            product = _product(definition)
+            product = definition_product(definition)
             dates = tuple(str(d) for d in manifest["dates"])
             region_name = str(manifest.get("region_name", ""))
         except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the manifest mapgen run writes

@@ -27,7 +27,6 @@ from mapgen.pipeline.stats import (
     NO_DATA,
     CellAreas,
     RunMaps,
-    _product,
     read_zones,
     value_areas,
     zonal_areas,
@@ -222,11 +221,11 @@ def test_zones_of_one_name_are_one_zone(synthetic, tmp_path):
 
 def test_the_manifest_definition_is_the_product():
     """A run's product is read back from its manifest, equal to the product it was made with."""
-    from mapgen.pipeline.identity import product_definition
+    from mapgen.pipeline.identity import definition_product, product_definition
 
     for name in product_names():
         product = load_product(name)
-        rebuilt = _product(product_definition(product))
+        rebuilt = definition_product(product_definition(product))
         assert product_definition(rebuilt) == product_definition(product)
         assert [o.values for o in rebuilt.outputs] == [o.values for o in product.outputs]
 
