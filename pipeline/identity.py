@@ -59,6 +59,11 @@ def definition_product(definition: dict[str, Any]) -> Product:
                    reference=definition.get("reference", ""))
 
 
+def definition_digest(definition: dict[str, Any]) -> str:
+    """The sha256 a manifest records of its product definition."""
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
 def region_digest(region: BaseGeometry) -> str:
     return hashlib.sha256(shapely.normalize(region).wkb).hexdigest()
 
@@ -73,7 +78,7 @@ def run_identity(product: Product, region: BaseGeometry, dates: Sequence[str], b
     return {
         "format": FORMAT,
         "product": {"name": product.name,
-                    "sha256": hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest(),
+                    "sha256": definition_digest(definition),
                     "definition": definition},
         "checkpoint_sha256": checkpoint_sha256,
         "region_sha256": region_digest(region),

@@ -13,7 +13,6 @@ national run is never held in memory.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -33,7 +32,7 @@ from mapgen.workflows import OutputClass, OutputSpec, Product
 
 from .classes import BACKGROUND
 from .context import mosaic_name, output_labels
-from .identity import definition_product
+from .identity import definition_digest, definition_product
 from .runfolder import MANIFEST, REPORT, RUN_DIR, SCRATCH
 
 if TYPE_CHECKING:
@@ -76,8 +75,7 @@ class RunMaps:
         try:
             manifest = json.loads(manifest_path.read_text())
             definition = manifest["product"]["definition"]
-            sha256 = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
-            if sha256 != manifest["product"]["sha256"]:
+            if definition_digest(definition) != manifest["product"]["sha256"]:
                 raise ValueError("its product definition does not match its sha256")
             product = definition_product(definition)
             dates = tuple(str(d) for d in manifest["dates"])
