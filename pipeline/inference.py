@@ -210,7 +210,8 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
     the 2-core development machine half of the model's CPU time went to the kernel (STSR-Seg small: 26.8
     windows/s, 58.4 with this). Threads other than the main one allocate from arenas of at most 64 MB, which
     map any larger block afresh whatever the threshold, so threads that start after this call share the
-    main arena. Returns False where the C library is not glibc (nothing is changed)."""
+    main arena; threads started before it keep theirs, hence MALLOC_ARENA_MAX=1 in the environment local
+    workers start with (cluster.yaml). Returns False where the C library is not glibc (nothing is changed)."""
     import ctypes
     import ctypes.util
 

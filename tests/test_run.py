@@ -499,6 +499,23 @@ def test_model_tasks_go_to_gpu_workers_and_the_rest_anywhere(scene, checkpoint, 
     assert _digest(tmp_path / "out") == _digest(reference)
 
 
+def _environ_at_exec() -> dict[str, str]:
+    """The environment the process was started with (what glibc's malloc read), not os.environ now."""
+    raw = Path("/proc/self/environ").read_bytes().split(b"\0")
+    return dict(entry.decode(errors="replace").split("=", 1) for entry in raw if b"=" in entry)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads Linux's /proc")
+def test_local_workers_start_with_one_malloc_arena():
+    """MALLOC_ARENA_MAX=1 is in a local worker's environment from its exec on (Dask's pre-spawn environ),
+    so that threads started before the model plugin (pyarrow's) allocate from the main arena as well."""
+    from mapgen.pipeline.run import local_client
+
+    with local_client(1) as client:
+        found = client.run(lambda: _environ_at_exec().get("MALLOC_ARENA_MAX"))
+    assert list(found.values()) == ["1"]
+
+
 @pytest.mark.slow
 def test_a_local_worker_runs_its_model_on_all_its_cores(scene, checkpoint, reference, tmp_path):
     """Dask's nanny starts workers with OMP_NUM_THREADS=1; a local cluster's worker still runs torch and the
